@@ -1,0 +1,138 @@
+"""Fault injection: errors, latency, dropped connections, failing actions, sold-out types.
+
+Faults are one JSON document, given at start (``--faults JSON`` or ``--faults @file``) and
+read or replaced at run time through ``/_localcloud/faults``::
+
+    {
+      "errors":  [{"method": "POST", "path": "/servers", "code": "conflict", "rate": 1.0, "times": 2}],
+      "latency": [{"method": "*", "path": "/servers*", "seconds": 0.2}],
+      "drops":   [{"method": "GET", "path": "/actions*", "rate": 0.1}],
+      "actions": {"create_server": 0.5},
+      "unavailable": [{"server_type": "cx23", "location": "fsn1"}]
+    }
+
+``path`` is a glob on the path below /v1; ``rate`` is a probability (default 1);
+``times`` (optional) stops a rule after it fired that often, for deterministic tests.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localcloud.errors import STATUS_BY_CODE
+
+
+class FaultSpecError(ValueError):
+    """A fault document that cannot be used; the message says what is wrong."""
+
+
+@dataclass
+class Rule:
+    path: str = "*"
+    method: str = "*"
+    rate: float = 1.0
+    times: int | None = None
+    code: str = ""
+    seconds: float = 0.0
+    fired: int = 0
+
+    def applies(self, method: str, path: str, rng: random.Random) -> bool:
+        if self.method not in ("*", method):
+            return False
+        if not fnmatch.fnmatchcase(path, self.path):
+            return False
+        if self.times is not None and self.fired >= self.times:
+            return False
+        if self.rate < 1.0 and rng.random() >= self.rate:
+            return False
+        self.fired += 1
+        return True
+
+
+@dataclass
+class Faults:
+    errors: list[Rule] = field(default_factory=list)
+    latency: list[Rule] = field(default_factory=list)
+    drops: list[Rule] = field(default_factory=list)
+    actions: dict[str, float] = field(default_factory=dict)
+    unavailable: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "errors": [_rule_json(r, "code") for r in self.errors],
+            "latency": [_rule_json(r, "seconds") for r in self.latency],
+            "drops": [_rule_json(r, None) for r in self.drops],
+            "actions": dict(self.actions),
+            "unavailable": list(self.unavailable),
+        }
+
+    def is_unavailable(self, kind: str, name: str, location: str) -> bool:
+        return any(u.get(kind) == name and u.get("location", location) == location for u in self.unavailable)
+
+
+def _rule_json(rule: Rule, extra: str | None) -> dict[str, Any]:
+    data = asdict(rule)
+    keep = {"path", "method", "rate", "times", "fired"}
+    if extra:
+        keep.add(extra)
+    return {k: v for k, v in data.items() if k in keep}
+
+
+def parse(spec: str | dict[str, Any] | None) -> Faults:
+    """Read a fault document (JSON text, ``@path`` or a dict); FaultSpecError when invalid."""
+    if spec is None or spec == "":
+        return Faults()
+    if isinstance(spec, str):
+        text = Path(spec[1:]).read_text() if spec.startswith("@") else spec
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FaultSpecError(f"faults are not valid JSON: {exc}") from exc
+    else:
+        data = spec
+    if not isinstance(data, dict):
+        raise FaultSpecError("faults must be a JSON object")
+    unknown = set(data) - {"errors", "latency", "drops", "actions", "unavailable"}
+    if unknown:
+        raise FaultSpecError(f"unknown fault kinds: {', '.join(sorted(unknown))}")
+    faults = Faults(
+        errors=[_rule(r, "errors") for r in data.get("errors", [])],
+        latency=[_rule(r, "latency") for r in data.get("latency", [])],
+        drops=[_rule(r, "drops") for r in data.get("drops", [])],
+        actions={str(k): float(v) for k, v in dict(data.get("actions", {})).items()},
+        unavailable=[{str(k): str(v) for k, v in dict(u).items()} for u in data.get("unavailable", [])],
+    )
+    for rule in faults.errors:
+        if rule.code not in STATUS_BY_CODE:
+            raise FaultSpecError(f"unknown error code in faults: {rule.code!r}")
+    return faults
+
+
+def _rule(raw: Any, kind: str) -> Rule:
+    if not isinstance(raw, dict):
+        raise FaultSpecError(f"each {kind} rule must be an object")
+    allowed = {"path", "method", "rate", "times", "code", "seconds"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise FaultSpecError(f"unknown keys in {kind} rule: {', '.join(sorted(unknown))}")
+    try:
+        rule = Rule(
+            path=str(raw.get("path", "*")),
+            method=str(raw.get("method", "*")).upper(),
+            rate=float(raw.get("rate", 1.0)),
+            times=None if raw.get("times") is None else int(raw["times"]),
+            code=str(raw.get("code", "")),
+            seconds=float(raw.get("seconds", 0.0)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise FaultSpecError(f"bad value in {kind} rule: {exc}") from exc
+    if not 0.0 <= rule.rate <= 1.0:
+        raise FaultSpecError(f"rate must be between 0 and 1 in {kind} rule")
+    if kind == "errors" and not rule.code:
+        raise FaultSpecError("errors rules need a code")
+    return rule

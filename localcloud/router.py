@@ -1,0 +1,103 @@
+"""Routes of the v1 API: ``@route("GET", "/servers/{id}")`` registers a handler.
+
+A handler takes a :class:`Request` and returns a :class:`Reply`. Literal path segments
+win over parameters, so ``/servers/actions`` is never read as a server id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from localcloud import errors
+
+if TYPE_CHECKING:
+    from localcloud.cloud import Cloud
+
+
+@dataclass
+class Request:
+    cloud: Cloud
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, list[str]]
+    body: Any
+
+    def q(self, key: str) -> str | None:
+        values = self.query.get(key)
+        return values[-1] if values else None
+
+    def q_all(self, key: str) -> list[str]:
+        return self.query.get(key, [])
+
+    def id(self, key: str = "id") -> int:
+        """A numeric path parameter; anything else is not found, as on the real API."""
+        raw = self.params[key]
+        if not raw.isdigit():
+            raise errors.not_found()
+        return int(raw)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Request], Reply]
+
+
+@dataclass
+class Route:
+    method: str
+    pattern: str
+    segments: tuple[str, ...]
+    handler: Handler
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        if len(parts) != len(self.segments):
+            return None
+        params: dict[str, str] = {}
+        for seg, part in zip(self.segments, parts, strict=True):
+            if seg.startswith("{"):
+                if not part:
+                    return None
+                params[seg[1:-1]] = part
+            elif seg != part:
+                return None
+        return params
+
+    @property
+    def literal_count(self) -> int:
+        return sum(1 for s in self.segments if not s.startswith("{"))
+
+
+ROUTES: list[Route] = []
+
+
+def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        ROUTES.append(Route(method, pattern, tuple(pattern.strip("/").split("/")), fn))
+        ROUTES.sort(key=lambda r: -r.literal_count)
+        return fn
+
+    return register
+
+
+def resolve(method: str, path: str) -> tuple[Route, dict[str, str]]:
+    """Find the route for a path below /v1; not_found or method_not_allowed otherwise."""
+    parts = path.strip("/").split("/")
+    allowed = False
+    for candidate in ROUTES:
+        params = candidate.match(parts)
+        if params is None:
+            continue
+        if candidate.method == method:
+            return candidate, params
+        allowed = True
+    if allowed:
+        raise errors.ApiError("method_not_allowed", f"method {method} is not allowed for {path}")
+    raise errors.not_found("endpoint")
