@@ -1,5 +1,15 @@
 """The v1 API, one module per resource family; importing this package registers every route."""
 
-from localcloud.api import actions, catalog, ssh_keys  # noqa: F401
-
-# Families register their routes on import; keep this list in sync with the modules.
+from localcloud.api import (  # noqa: F401
+    actions,
+    catalog,
+    firewalls,
+    images,
+    load_balancers,
+    networks,
+    placement_groups,
+    primary_ips,
+    servers,
+    ssh_keys,
+    volumes,
+)
