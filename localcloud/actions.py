@@ -11,8 +11,10 @@ finished after a restart.
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +23,7 @@ from localcloud import errors
 from localcloud.profiles import duration
 from localcloud.store import Doc, Store
 
+log = logging.getLogger("localcloud.actions")
 CompletionHandler = Callable[[Store, Doc, dict[str, Any]], None]
 _COMPLETIONS: dict[str, CompletionHandler] = {}
 _FAILURES: dict[str, CompletionHandler] = {}
@@ -110,10 +113,27 @@ class ActionEngine:
             action = self.store.get("action", ident)
             if action is None or action["status"] != "running":
                 continue
-            with self.store.transaction():
-                self._finish(action)
+            try:
+                with self.store.transaction():
+                    self._finish(action)
+            except Exception:  # a bug in a handler: fail this action, keep serving
+                log.error("completion of action %s (%s) failed\n%s", ident, action.get("command"),
+                          traceback.format_exc())
+                self._fail_broken(ident, now)
             finished += 1
         return finished
+
+    def _fail_broken(self, ident: int, now: float) -> None:
+        """Mark an action whose handlers raised as failed (state was rolled back)."""
+        action = self.store.get("action", ident)
+        if action is None or action["status"] != "running":
+            return
+        with self.store.transaction():
+            action["status"] = "error"
+            action["error"] = {"code": "server_error", "message": "internal error while finishing the action"}
+            action["progress"] = 100
+            action["finished"] = iso(max(now, float(action["_due"])))
+            self.store.put("action", action)
 
     def _finish(self, action: Doc) -> None:
         now = max(self.clock(), float(action["_due"]))

@@ -22,6 +22,7 @@ import localcloud.api  # noqa: F401  (registers the routes)
 from localcloud import errors
 from localcloud.cloud import Cloud
 from localcloud.faults import FaultSpecError, parse
+from localcloud.profiles import PROFILES
 from localcloud.router import Reply, Request, resolve
 
 log = logging.getLogger("localcloud")
@@ -120,9 +121,27 @@ async def side_requests(request: web.Request) -> web.Response:
     if request.method == "DELETE":
         cloud.request_log.clear()
         return web.json_response({"cleared": True})
-    since = int(request.query.get("since", "0"))
+    raw = request.query.get("since", "0")
+    if not (raw.isascii() and raw.isdigit()):
+        return _side_error("since must be a request sequence number")
+    since = int(raw)
     items = [e for e in cloud.request_log if e["seq"] > since]
     return web.json_response({"requests": items, "last_seq": cloud.request_seq})
+
+
+def _side_error(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
+
+
+async def _side_json(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise _SideError(f"body is not JSON: {exc}") from exc
+
+
+class _SideError(Exception):
+    pass
 
 
 async def side_stats(request: web.Request) -> web.Response:
@@ -143,30 +162,84 @@ async def side_faults(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
     if request.method == "PUT":
         try:
-            cloud.set_faults(parse(await request.json()))
-        except (FaultSpecError, ValueError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+            data = await _side_json(request)
+            if not isinstance(data, dict):
+                raise FaultSpecError("faults must be a JSON object")
+            cloud.set_faults(parse(data))
+        except (FaultSpecError, _SideError) as exc:
+            return _side_error(str(exc))
+    elif request.method != "GET":
+        return web.json_response({"error": "use GET or PUT"}, status=405)
     return web.json_response(cloud.faults.to_json())
 
 
+def _config_json(cloud: Cloud) -> dict[str, Any]:
+    return {"rate_limit": cloud.ratelimit.limit, "limits": cloud.limits, "time_scale": cloud.engine.time_scale,
+            "profile": cloud.engine.profile}
+
+
 async def side_config(request: web.Request) -> web.Response:
+    """GET or PUT {"rate_limit", "rate_limit_remaining", "limits", "time_scale", "profile"} (any subset).
+
+    Reset (POST /_localcloud/reset) returns to the configuration localcloud started with.
+    """
     cloud = request.app[CLOUD]
     if request.method == "PUT":
-        data = await request.json()
-        if "rate_limit" in data:
-            cloud.ratelimit.configure(int(data["rate_limit"]))
-        if "limits" in data:
-            cloud.limits.update({str(k): int(v) for k, v in data["limits"].items()})
-        if "time_scale" in data:
-            cloud.engine.time_scale = cloud.settings.time_scale = float(data["time_scale"])
-        if "profile" in data:
-            cloud.engine.profile = cloud.settings.profile = str(data["profile"])
-    return web.json_response({"rate_limit": cloud.ratelimit.limit, "limits": cloud.limits,
-                              "time_scale": cloud.engine.time_scale, "profile": cloud.engine.profile})
+        try:
+            data = await _side_json(request)
+            _apply_config(cloud, data)
+        except _SideError as exc:
+            return _side_error(str(exc))
+    elif request.method != "GET":
+        return web.json_response({"error": "use GET or PUT"}, status=405)
+    return web.json_response(_config_json(cloud))
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _SideError(f"{key} must be an integer >= 0")
+    return value
+
+
+def _apply_config(cloud: Cloud, data: Any) -> None:
+    """Validate everything first, then apply: a bad document changes nothing."""
+    if not isinstance(data, dict):
+        raise _SideError("config must be a JSON object")
+    unknown = set(data) - {"rate_limit", "rate_limit_remaining", "limits", "time_scale", "profile"}
+    if unknown:
+        raise _SideError(f"unknown config keys: {', '.join(sorted(unknown))}")
+    rate = _count(data, "rate_limit") if "rate_limit" in data else None
+    remaining = _count(data, "rate_limit_remaining") if "rate_limit_remaining" in data else None
+    limits: dict[str, int] = {}
+    if "limits" in data:
+        if not isinstance(data["limits"], dict):
+            raise _SideError("limits must be an object of name: count")
+        limits = {str(k): _count(data["limits"], k) for k in data["limits"]}
+    time_scale = None
+    if "time_scale" in data:
+        value = data["time_scale"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise _SideError("time_scale must be a number >= 0")
+        time_scale = float(value)
+    profile = None
+    if "profile" in data:
+        if data["profile"] not in PROFILES:
+            raise _SideError(f"profile must be one of {', '.join(sorted(PROFILES))}")
+        profile = str(data["profile"])
+    if rate is not None or remaining is not None:
+        cloud.ratelimit.configure(cloud.ratelimit.limit if rate is None else rate, remaining)
+        cloud.settings.rate_limit = cloud.ratelimit.limit
+    cloud.limits.update(limits)
+    if time_scale is not None:
+        cloud.engine.time_scale = cloud.settings.time_scale = time_scale
+    if profile is not None:
+        cloud.engine.profile = cloud.settings.profile = profile
 
 
 async def side_reset(request: web.Request) -> web.Response:
-    """Forget all resources, requests, faults and the rate-limit budget (between tests)."""
+    """Forget all resources, requests and faults; back to the starting configuration and a
+    full rate-limit budget (between tests)."""
     cloud = request.app[CLOUD]
     with cloud.store.lock:
         cloud.store.reset()
@@ -174,7 +247,7 @@ async def side_reset(request: web.Request) -> web.Response:
     cloud.request_log.clear()
     cloud.request_seq = 0
     cloud.set_faults(parse(None))
-    cloud.ratelimit.configure(cloud.ratelimit.limit)
+    cloud.restore_config()
     return web.json_response({"reset": True})
 
 

@@ -3,6 +3,7 @@ every resource family uses (look-ups, protection, locks, limits, action replies)
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import deque
@@ -28,6 +29,8 @@ def now_iso() -> str:
 class Cloud:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # what the side door's reset returns to (the side door's config changes settings)
+        self.initial = dataclasses.replace(settings, limits=dict(settings.limits))
         path = None
         if settings.state_dir is not None:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +47,17 @@ class Cloud:
         self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.request_seq = 0
         self.started = time.time()
+
+    def restore_config(self) -> None:
+        """Back to the configuration localcloud started with (rate limit, limits, timing)."""
+        init = self.initial
+        self.settings.rate_limit, self.settings.time_scale, self.settings.profile = (
+            init.rate_limit, init.time_scale, init.profile)
+        self.ratelimit.configure(init.rate_limit)
+        self.limits.clear()
+        self.limits.update(init.limits)
+        self.engine.time_scale = init.time_scale
+        self.engine.profile = init.profile
 
     # -- faults ---------------------------------------------------------------------------
     def set_faults(self, faults: Faults) -> None:
@@ -66,7 +80,7 @@ class Cloud:
     def ref(self, kind: str, ref: int | str, field: str) -> Doc:
         """Resolve an id-or-name reference in a request body (invalid_input when unknown)."""
         doc = None
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
             doc = self.store.get(kind, int(ref))
         if doc is None and isinstance(ref, str):
             doc = self.find_by_name(kind, ref)

@@ -88,7 +88,13 @@ def parse(spec: str | dict[str, Any] | None) -> Faults:
     if spec is None or spec == "":
         return Faults()
     if isinstance(spec, str):
-        text = Path(spec[1:]).read_text() if spec.startswith("@") else spec
+        if spec.startswith("@"):
+            try:
+                text = Path(spec[1:]).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise FaultSpecError(f"cannot read fault file {spec[1:]!r}: {exc}") from exc
+        else:
+            text = spec
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -101,16 +107,45 @@ def parse(spec: str | dict[str, Any] | None) -> Faults:
     if unknown:
         raise FaultSpecError(f"unknown fault kinds: {', '.join(sorted(unknown))}")
     faults = Faults(
-        errors=[_rule(r, "errors") for r in data.get("errors", [])],
-        latency=[_rule(r, "latency") for r in data.get("latency", [])],
-        drops=[_rule(r, "drops") for r in data.get("drops", [])],
-        actions={str(k): float(v) for k, v in dict(data.get("actions", {})).items()},
-        unavailable=[{str(k): str(v) for k, v in dict(u).items()} for u in data.get("unavailable", [])],
+        errors=[_rule(r, "errors") for r in _list(data, "errors")],
+        latency=[_rule(r, "latency") for r in _list(data, "latency")],
+        drops=[_rule(r, "drops") for r in _list(data, "drops")],
+        actions=_actions(data.get("actions")),
+        unavailable=[_unavailable(u) for u in _list(data, "unavailable")],
     )
     for rule in faults.errors:
         if rule.code not in STATUS_BY_CODE:
             raise FaultSpecError(f"unknown error code in faults: {rule.code!r}")
     return faults
+
+
+def _list(data: dict[str, Any], kind: str) -> list[Any]:
+    value = data.get(kind)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise FaultSpecError(f"{kind} must be a list of rules")
+    return value
+
+
+def _actions(raw: Any) -> dict[str, float]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise FaultSpecError("actions must be an object of command: probability")
+    out: dict[str, float] = {}
+    for command, rate in raw.items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            raise FaultSpecError(f"actions: probability for {command!r} must be a number between 0 and 1")
+        out[str(command)] = float(rate)
+    return out
+
+
+def _unavailable(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise FaultSpecError("each unavailable entry must be an object of strings, e.g. "
+                             '{"server_type": "cx23", "location": "fsn1"}')
+    return {str(k): v for k, v in raw.items()}
 
 
 def _rule(raw: Any, kind: str) -> Rule:
@@ -133,6 +168,12 @@ def _rule(raw: Any, kind: str) -> Rule:
         raise FaultSpecError(f"bad value in {kind} rule: {exc}") from exc
     if not 0.0 <= rule.rate <= 1.0:
         raise FaultSpecError(f"rate must be between 0 and 1 in {kind} rule")
+    if rule.times is not None and rule.times < 0:
+        raise FaultSpecError(f"times must be 0 or more in {kind} rule")
+    if not 0.0 <= rule.seconds <= 3600.0:
+        raise FaultSpecError(f"seconds must be between 0 and 3600 in {kind} rule")
+    if kind == "latency" and "seconds" not in raw:
+        raise FaultSpecError("latency rules need seconds")
     if kind == "errors" and not rule.code:
         raise FaultSpecError("errors rules need a code")
     return rule

@@ -13,17 +13,19 @@ _VALUE = re.compile(r"^([a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?)?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-def key_problem(key: str) -> str | None:
-    """Why a label key is invalid, or None."""
-    prefix, _, name = key.rpartition("/")
+def key_problem(key: str, allow_reserved: bool = False) -> str | None:
+    """Why a label key is invalid, or None (``allow_reserved``: selectors may name hetzner.cloud/ keys)."""
+    prefix, slash, name = key.rpartition("/")
     if "/" in prefix:
         return "label key may contain at most one '/'"
+    if slash and not prefix:
+        return "label key prefix must be a DNS subdomain (nothing before '/')"
     if not _NAME.match(name):
         return "label key name must be 1-63 characters, alphanumeric at both ends, with - _ . between"
     if prefix:
         if len(prefix) > 253 or not all(_DNS_LABEL.match(p) for p in prefix.split(".")):
             return "label key prefix must be a DNS subdomain"
-        if prefix == "hetzner.cloud" or prefix.endswith(".hetzner.cloud"):
+        if not allow_reserved and (prefix == "hetzner.cloud" or prefix.endswith(".hetzner.cloud")):
             return "label key prefix hetzner.cloud/ is reserved"
     return None
 
@@ -103,6 +105,8 @@ def parse_selector(text: str, field: str = "label_selector") -> Selector:
         pos = m.end()
         part = (m.group("set") or m.group("plain") or "").strip()
         reqs.append(_requirement(part, field))
+    if text_stripped.endswith(","):
+        raise errors.invalid_field(field, "label selector must not end with ','")
     return Selector(text, tuple(reqs))
 
 
@@ -112,6 +116,8 @@ def _requirement(part: str, field: str) -> Requirement:
         if not values:
             raise errors.invalid_field(field, f"'{part}': set must hold at least one value")
         _check_key(m.group("key"), field)
+        if any(value_problem(v) for v in values):
+            raise errors.invalid_field(field, f"'{part}': invalid label value")
         return Requirement(m.group("key"), m.group("op"), values)
     if m := _EQ.match(part):
         _check_key(m.group("key"), field)
@@ -126,5 +132,5 @@ def _requirement(part: str, field: str) -> Requirement:
 
 
 def _check_key(key: str, field: str) -> None:
-    if key_problem(key):
+    if key_problem(key, allow_reserved=True):
         raise errors.invalid_field(field, f"'{key}': invalid label key")

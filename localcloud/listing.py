@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 from localcloud import errors
 from localcloud.labels import parse_selector
@@ -21,7 +22,7 @@ def _int_param(req: Request, key: str, default: int) -> int:
     raw = req.q(key)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise errors.invalid_field(key, "must be a positive integer")
     return int(raw)
 
@@ -32,7 +33,7 @@ def filter_common(req: Request, items: Iterable[dict[str, Any]], *, by_name: boo
     out = list(items)
     if by_name and (name := req.q("name")) is not None:
         out = [i for i in out if i.get("name") == name]
-    if by_labels and (text := req.q("label_selector")) is not None:
+    if by_labels and (text := req.q("label_selector")) is not None and text.strip():  # blank: no filter
         selector = parse_selector(text)
         out = [i for i in out if selector.matches(i.get("labels") or {})]
     return out
@@ -85,7 +86,9 @@ def page(req: Request, key: str, items: list[dict[str, Any]]) -> Reply:
         }
     }
     links = []
-    base = f"/v1{req.path}?per_page={per_page}&page="
+    kept = "".join(f"{quote(k)}={quote(v)}&" for k, values in req.query.items() if k not in ("page", "per_page")
+                   for v in values)
+    base = f"/v1{req.path}?{kept}per_page={per_page}&page="
     if number > 1:
         links.append(f'<{base}{number - 1}>; rel="prev"')
     if number < last:

@@ -12,10 +12,13 @@ class RateLimiter:
         self.clock = clock
         self.configure(limit_per_hour)
 
-    def configure(self, limit_per_hour: int) -> None:
+    def configure(self, limit_per_hour: int, remaining: int | None = None) -> None:
+        """Set the hourly limit; the bucket starts full, or with ``remaining`` requests left."""
+        if limit_per_hour < 0 or (remaining is not None and remaining < 0):
+            raise ValueError("rate limit and remaining requests must be 0 or more")
         self.limit = limit_per_hour
         self.rate = limit_per_hour / 3600.0  # requests regained per second
-        self.tokens = float(limit_per_hour)
+        self.tokens = float(limit_per_hour if remaining is None else min(remaining, limit_per_hour))
         self.updated = self.clock()
 
     def _refill(self) -> None:

@@ -35,7 +35,7 @@ class Request:
     def id(self, key: str = "id") -> int:
         """A numeric path parameter; anything else is not found, as on the real API."""
         raw = self.params[key]
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise errors.not_found()
         return int(raw)
 
@@ -81,17 +81,42 @@ ROUTES: list[Route] = []
 def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         ROUTES.append(Route(method, pattern, tuple(pattern.strip("/").split("/")), fn))
-        ROUTES.sort(key=lambda r: -r.literal_count)
+        # most literal segments first, then the leftmost literal: /servers/actions/{id} before /servers/{id}/...
+        ROUTES.sort(key=lambda r: (-r.literal_count, tuple(s.startswith("{") for s in r.segments)))
         return fn
 
     return register
+
+
+# Candidates per (segment count, first segment), in ROUTES order; rebuilt when ROUTES changes.
+_index: dict[tuple[int, str], list[Route]] = {}
+_param_first: dict[int, list[Route]] = {}
+_indexed: tuple[int, ...] = ()
+
+
+def _candidates(parts: list[str]) -> list[Route]:
+    global _indexed
+    signature = tuple(map(id, ROUTES))
+    if signature != _indexed:
+        _index.clear()
+        _param_first.clear()
+        keys = {(len(r.segments), r.segments[0]) for r in ROUTES if not r.segments[0].startswith("{")}
+        for key in keys:
+            _index[key] = [r for r in ROUTES if len(r.segments) == key[0]
+                           and (r.segments[0] == key[1] or r.segments[0].startswith("{"))]
+        for r in ROUTES:
+            if r.segments[0].startswith("{"):
+                _param_first.setdefault(len(r.segments), []).append(r)
+        _indexed = signature
+    found = _index.get((len(parts), parts[0]))
+    return found if found is not None else _param_first.get(len(parts), [])
 
 
 def resolve(method: str, path: str) -> tuple[Route, dict[str, str]]:
     """Find the route for a path below /v1; not_found or method_not_allowed otherwise."""
     parts = path.strip("/").split("/")
     allowed = False
-    for candidate in ROUTES:
+    for candidate in _candidates(parts):
         params = candidate.match(parts)
         if params is None:
             continue

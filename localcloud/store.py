@@ -57,6 +57,8 @@ class Store:
         self._counters: dict[str, int] = {}
         self._dirty: set[tuple[str, int]] = set()
         self._dirty_counters: set[str] = set()
+        self._read: set[tuple[str, int]] = set()  # docs handed out inside the open transaction
+        self._listed: set[str] = set()  # kinds listed inside the open transaction
         self._depth = 0
         self._load()
 
@@ -68,10 +70,15 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, kind: str, ident: int) -> Doc | None:
-        return self._docs.get(kind, {}).get(ident)
+        doc = self._docs.get(kind, {}).get(ident)
+        if doc is not None and self._depth:
+            self._read.add((kind, ident))
+        return doc
 
     def all(self, kind: str) -> list[Doc]:
         """Documents of one kind, in id order."""
+        if self._depth:
+            self._listed.add(kind)
         table = self._docs.get(kind, {})
         return [table[i] for i in sorted(table)]
 
@@ -114,7 +121,12 @@ class Store:
     # -- transactions --------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Commit what the block changed, or restore it from disk when the block raises."""
+        """Commit what the block changed, or restore it from disk when the block raises.
+
+        The restore covers documents changed with put()/delete() and also every document
+        the block read (get(), all()), so a handler that changed a document in place and then
+        failed leaves memory equal to disk.
+        """
         with self.lock:
             self._depth += 1
             try:
@@ -124,15 +136,25 @@ class Store:
                 if self._depth == 0:
                     self._rollback()
                 raise
-            else:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._flush()
+            self._depth -= 1
+            if self._depth == 0:
+                self._commit()
 
     def _flush_if_outside_transaction(self) -> None:
         if self._depth == 0:
             with self.lock:
-                self._flush()
+                self._commit()
+
+    def _commit(self) -> None:
+        """Flush; when that fails (a document that is not JSON, a disk error) undo it all."""
+        try:
+            self._flush()
+        except BaseException:
+            self._db.rollback()
+            self._rollback()
+            raise
+        self._read.clear()
+        self._listed.clear()
 
     def _flush(self) -> None:
         if not self._dirty and not self._dirty_counters:
@@ -154,7 +176,12 @@ class Store:
         self._dirty_counters.clear()
 
     def _rollback(self) -> None:
-        for kind, ident in self._dirty:
+        for kind in self._listed:
+            self._docs[kind] = {int(i): json.loads(d) for i, d in
+                                self._db.execute("SELECT id, data FROM docs WHERE kind=?", (kind,))}
+        for kind, ident in self._dirty | self._read:
+            if kind in self._listed:
+                continue
             row = self._db.execute("SELECT data FROM docs WHERE kind=? AND id=?", (kind, ident)).fetchone()
             if row is None:
                 self._docs.get(kind, {}).pop(ident, None)
@@ -168,6 +195,8 @@ class Store:
                 self._counters[kind] = int(row[0])
         self._dirty.clear()
         self._dirty_counters.clear()
+        self._read.clear()
+        self._listed.clear()
 
     def snapshot(self, kind: str, ident: int) -> Doc | None:
         """A deep copy, for handlers that compare before and after."""
@@ -184,6 +213,8 @@ class Store:
             self._counters.clear()
             self._dirty.clear()
             self._dirty_counters.clear()
+            self._read.clear()
+            self._listed.clear()
 
     def close(self) -> None:
         with self.lock:

@@ -15,7 +15,7 @@ from hcloud import Client
 from hcloud.firewalls import FirewallResource, FirewallRule
 from hcloud.images import Image
 from hcloud.load_balancer_types import LoadBalancerType
-from hcloud.load_balancers import LoadBalancerService, LoadBalancerServiceHealthCheck, LoadBalancerTarget
+from hcloud.load_balancers import LoadBalancerHealthCheck, LoadBalancerService, LoadBalancerTarget
 from hcloud.locations import Location
 from hcloud.networks import NetworkSubnet
 from hcloud.server_types import ServerType
@@ -23,7 +23,8 @@ from hcloud.servers import Server
 from rich.console import Console
 from rich.table import Table
 
-LABELS = {"nornos.io/env": "tour", "managed-by": "localcloud-tour"}
+# Any: some hcloud-python create() signatures annotate labels as str although they send a dict
+LABELS: Any = {"nornos.io/env": "tour", "managed-by": "localcloud-tour"}
 TOUR_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpdS0EDjkyN4OiDC3rZXBe8hnIqg8S5EFTGfoBfuoeJ tour@localcloud"
 
 
@@ -89,7 +90,7 @@ def run(endpoint: str, token: str, console: Console | None = None) -> None:
             name="tour-lb", load_balancer_type=LoadBalancerType(name="lb11"), location=fsn1, labels=LABELS,
             network=net,
             services=[LoadBalancerService(protocol="tcp", listen_port=80, destination_port=80, proxyprotocol=False,
-                                          health_check=LoadBalancerServiceHealthCheck(
+                                          health_check=LoadBalancerHealthCheck(
                                               protocol="tcp", port=80, interval=10, timeout=5, retries=3))],
             targets=[LoadBalancerTarget(type="label_selector", label_selector=_lb_selector("role=web"),
                                         use_private_ip=True)],
@@ -104,11 +105,13 @@ def run(endpoint: str, token: str, console: Console | None = None) -> None:
                       _server_addresses(server) + f"  [{server.status}]")
     table.add_row("network", net.name, "eu-central", "10.0.0.0/16, subnet 10.0.1.0/24")
     table.add_row("firewall", fw.name, "-", "in tcp/22 from 192.0.2.0/24, applied by label nornos.io/env=tour")
+    assert vol.volume.id is not None and lb.load_balancer.id is not None
     volume = client.volumes.get_by_id(vol.volume.id)
     table.add_row("volume", volume.name, "fsn1", f"{volume.size} GB at {volume.linux_device}")
     balancer = client.load_balancers.get_by_id(lb.load_balancer.id)
-    table.add_row("load balancer", balancer.name, "fsn1",
-                  f"{balancer.public_net.ipv4.ip}:80 -> {len(balancer.targets[0].targets or [])} servers")
+    lb_ip = balancer.public_net.ipv4.ip if balancer.public_net and balancer.public_net.ipv4 else "-"
+    matched = len((balancer.targets or [])[0].targets or []) if balancer.targets else 0
+    table.add_row("load balancer", balancer.name, "fsn1", f"{lb_ip}:80 -> {matched} servers by label role=web")
     console.print(table)
     stats = side(endpoint, "stats")
     console.print(f"The tour took {stats['requests'] - before} API requests. localcloud keeps running: "

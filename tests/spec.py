@@ -25,6 +25,16 @@ SPEC_PATH = Path(os.environ.get(
 SPEC_URI = "urn:hcloud-openapi"
 
 
+# Hetzner changes newer than the spec copy (2026-07-08) that hcloud-python 2.27 relies on:
+# (method, template, status) -> pointer of the schema to check the response against instead.
+POST_SPEC_RESPONSES: dict[tuple[str, str, int], tuple[str, ...]] = {
+    # changelog 2026-10-05 "Deleting a Load Balancer now returns an Action"; hcloud-python 2.27's
+    # LoadBalancersClient.delete reads response["action"] and fails on the spec's empty 204.
+    ("DELETE", "/load_balancers/{id}", 200):
+        ("paths", "/servers/{id}", "delete", "responses", "200", "content", "application/json", "schema"),
+}
+
+
 def _pointer(*parts: str) -> str:
     return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
@@ -77,12 +87,17 @@ class Spec:
         if content is None or body is None:
             return []
         ptr = ("paths", op.template, method.lower(), "requestBody", "content", "application/json", "schema")
-        return [f"request {method} {op.template}: {_describe(e)}" for e in self._validator(*ptr).iter_errors(body)]
+        return [f"request {method} {op.template}: {_describe(e)}" for e in self._validator(*ptr).iter_errors(body)
+                if not _id_or_name(e, content["schema"])]
 
     def check_response(self, method: str, path: str, status: int, body: Any) -> list[str]:
         op = self.find(method, path)
         if op is None:
             return [f"{method} {path}: no such operation in the spec"]
+        override = POST_SPEC_RESPONSES.get((method, op.template, status))
+        if override is not None:
+            return [f"response {method} {op.template} {status}: {_describe(e)}"
+                    for e in self._validator(*override).iter_errors(body)]
         responses = op.op["responses"]
         key = str(status)
         if key not in responses:
@@ -97,6 +112,24 @@ class Spec:
         ptr = ("paths", op.template, method.lower(), "responses", key, "content", "application/json", "schema")
         return [f"response {method} {op.template} {status}: {_describe(e)}"
                 for e in self._validator(*ptr).iter_errors(body)]
+
+
+def _id_or_name(error: Any, body_schema: dict[str, Any]) -> bool:
+    """The spec types "ID or name" fields (server_type, image, location, ssh_keys) as strings while
+    its own descriptions, the real API and hcloud-python send integer ids there: not a mismatch."""
+    if error.validator != "type" or error.validator_value != "string" or not isinstance(error.instance, int):
+        return False
+    path = [p for p in error.absolute_path if isinstance(p, str)]
+    schema: dict[str, Any] = body_schema
+    description = ""
+    for name in path:
+        schema = schema.get("properties", {}).get(name, {})
+        if schema.get("type") == "array":
+            description = schema.get("description", "")
+            schema = schema.get("items", {})
+        else:
+            description = schema.get("description", "")
+    return "ID" in description and "name" in description
 
 
 def _describe(error: Any) -> str:

@@ -13,7 +13,7 @@ def list_actions(req: Request) -> Reply:
     ids = req.q_all("id")
     if not ids:
         raise errors.invalid_field("id", "is required: listing all actions was removed from the API")
-    if any(not i.isdigit() for i in ids):
+    if any(not (i.isascii() and i.isdigit()) for i in ids):
         raise errors.invalid_field("id", "must be integers")
     found = []
     for ident in dict.fromkeys(int(i) for i in ids):

@@ -24,7 +24,7 @@ def _action_list(req: Request, actions: list[Doc]) -> Reply:
     if statuses:
         rendered = [a for a in rendered if a["status"] in statuses]
     if ids := req.q_all("id"):
-        wanted = {int(i) for i in ids if i.isdigit()}
+        wanted = {int(i) for i in ids if i.isascii() and i.isdigit()}
         rendered = [a for a in rendered if a["id"] in wanted]
     return page(req, "actions", sort_items(req, rendered, ACTION_SORTS))
 
