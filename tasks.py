@@ -56,13 +56,15 @@ def lc_status(c: Context) -> None:
 @task
 def demo(c: Context, port: int = 8700) -> None:
     """The quick start: start localcloud and show it serving with a short tour."""
+    from hcloud import APIException
+
     from localcloud import control, tour
 
     try:
         running = control.up(STATE, port=port)
-    except RuntimeError as exc:
-        sys.exit(f"demo: {exc}")
-    tour.run(running.endpoint, running.token)
+        tour.run(running.endpoint, running.token)
+    except (RuntimeError, APIException) as exc:
+        sys.exit(f"demo: {exc}; see {STATE / 'localcloud.log'}")
 
 
 @task

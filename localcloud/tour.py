@@ -46,6 +46,9 @@ def clean(client: Client) -> None:
     for server in client.servers.get_all(label_selector=selector):
         server.delete().wait_until_finished()
     for fw in client.firewalls.get_all(label_selector=selector):
+        if fw.applied_to:  # a firewall is in use while applied, even by a selector that matches nothing
+            for action in fw.remove_from_resources(fw.applied_to):
+                action.wait_until_finished()
         fw.delete()
     for net in client.networks.get_all(label_selector=selector):
         net.delete()
@@ -101,7 +104,7 @@ def run(endpoint: str, token: str, console: Console | None = None) -> None:
     for column in ("resource", "name", "where", "addresses / details"):
         table.add_column(column)
     for server in client.servers.get_all(label_selector="managed-by=localcloud-tour"):
-        table.add_row("server", server.name, server.datacenter.name if server.datacenter else "-",
+        table.add_row("server", server.name, server.location.name if server.location else "-",
                       _server_addresses(server) + f"  [{server.status}]")
     table.add_row("network", net.name, "eu-central", "10.0.0.0/16, subnet 10.0.1.0/24")
     table.add_row("firewall", fw.name, "-", "in tcp/22 from 192.0.2.0/24, applied by label nornos.io/env=tour")
@@ -115,7 +118,7 @@ def run(endpoint: str, token: str, console: Console | None = None) -> None:
     console.print(table)
     stats = side(endpoint, "stats")
     console.print(f"The tour took {stats['requests'] - before} API requests. localcloud keeps running: "
-                  f"export HCLOUD_ENDPOINT={endpoint} HCLOUD_TOKEN=<token> and use hcloud-python or the "
+                  f"export HCLOUD_ENDPOINT={endpoint} HCLOUD_TOKEN={token} and use hcloud-python or the "
                   "hcloud CLI against it; `invoke localcloud.down` stops it.")
 
 
