@@ -53,25 +53,84 @@ def lc_status(c: Context) -> None:
           f"resources {', '.join(f'{k} {v}' for k, v in stats['resources'].items() if v)}")
 
 
-@task
+def _localcloud_env(c: Context) -> dict[str, str]:
+    """Start localcloud when HCLOUD_ENDPOINT is not set, and make the admin key; return the env vars."""
+    from localcloud import control
+    from nornos_infra.admin_key import ensure_keypair
+
+    ensure_keypair(STATE / "ssh" / "id_ed25519")
+    if os.environ.get("HCLOUD_ENDPOINT") and os.environ.get("HCLOUD_TOKEN"):
+        return {}
+    running = control.up(STATE)
+    return running.env
+
+
+def _provision(c: Context, env: str, *flags: str) -> None:
+    extra = _localcloud_env(c)
+    cmd = " ".join([sys.executable, str(ROOT / "provision.py"), env, *flags])
+    result = c.run(cmd, env=extra, warn=True, pty=False)
+    if result is not None and result.exited not in (0,):
+        sys.exit(result.exited)
+
+
+@task(help={"env": "environment (environments/<env>.yaml)", "yes": "do not ask before deleting or replacing"})
+def provision(c: Context, env: str = "dev", yes: bool = False) -> None:
+    """Create or update the env's Hetzner resources and write inventories/<env>.py."""
+    _provision(c, env, *(["--yes"] if yes else []))
+
+
+@task(help={"env": "environment"})
+def plan(c: Context, env: str = "dev") -> None:
+    """Show what provisioning would change and the monthly cost; change nothing."""
+    _provision(c, env, "--dry-run")
+
+
+@task(help={"env": "environment", "force": "lift delete protection first (production)"})
+def destroy(c: Context, env: str = "dev", force: bool = False) -> None:
+    """Delete everything labelled for the env (asks first)."""
+    _provision(c, env, "--destroy", *(["--force"] if force else []))
+
+
+@task(help={"port": "localcloud port"})
 def demo(c: Context, port: int = 8700) -> None:
-    """The quick start: start localcloud and show it serving with a short tour."""
+    """The quick start: localcloud, then dev planned, provisioned, and its inventory shown."""
     from hcloud import APIException
 
-    from localcloud import control, tour
+    from localcloud import control
+    from nornos_infra.admin_key import ensure_keypair
 
     try:
+        ensure_keypair(STATE / "ssh" / "id_ed25519")
         running = control.up(STATE, port=port)
-        tour.run(running.endpoint, running.token)
     except (RuntimeError, APIException) as exc:
         sys.exit(f"demo: {exc}; see {STATE / 'localcloud.log'}")
+    print(f"localcloud is serving {running.endpoint} (state in {STATE})\n")
+    provision_py = f"{sys.executable} {ROOT / 'provision.py'} dev"
+    for step, flags in (("plan", "--dry-run"), ("apply", "--yes")):
+        print(f"== {step}: python provision.py dev {flags}")
+        result = c.run(f"{provision_py} {flags}", env=running.env, warn=True, pty=False)
+        if result is None or result.exited != 0:
+            sys.exit(f"demo: provision.py dev {flags} failed (exit {result.exited if result else '?'})")
+    print(f"\n== inventory: {ROOT / 'inventories' / 'dev.py'}")
+    c.run(f"{sys.executable} -m nornos_infra.inventory_summary {ROOT / 'inventories' / 'dev.py'}", pty=False)
+    print(f"\nlocalcloud keeps running; `export HCLOUD_ENDPOINT={running.endpoint} HCLOUD_TOKEN={running.token}` "
+          "to use hcloud-python or provision.py against it, `invoke localcloud.down` to stop it.")
+
+
+@task
+def lc_tour(c: Context) -> None:
+    """A short tour of localcloud with the plain hcloud-python client."""
+    from localcloud import control, tour
+
+    running = control.up(STATE)
+    tour.run(running.endpoint, running.token)
 
 
 @task
 def lint(c: Context) -> None:
     """ruff, then mypy (strict on localcloud and the library)."""
-    c.run(f"{BIN}/ruff check localcloud tests benchmarks tasks.py", pty=False)
-    c.run(f"{BIN}/mypy localcloud", pty=False)
+    c.run(f"{BIN}/ruff check localcloud nornos_infra tests benchmarks tasks.py provision.py", pty=False)
+    c.run(f"{BIN}/mypy localcloud nornos_infra", pty=False)
 
 
 @task(help={"args": "extra pytest arguments"})
@@ -84,4 +143,5 @@ localcloud_tasks = Collection("localcloud")
 localcloud_tasks.add_task(lc_up, "up")
 localcloud_tasks.add_task(lc_down, "down")
 localcloud_tasks.add_task(lc_status, "status")
-ns = Collection(demo, lint, test, localcloud_tasks)
+localcloud_tasks.add_task(lc_tour, "tour")
+ns = Collection(demo, provision, plan, destroy, lint, test, localcloud_tasks)

@@ -70,13 +70,17 @@ class ActionEngine:
     # -- creation ------------------------------------------------------------------------
     def start(self, command: str, resources: list[tuple[str, int]], *, finish: str | None = None,
               params: dict[str, Any] | None = None, delay: float = 0.0,
-              duration_key: str | None = None, instant: bool = False) -> Doc:
+              duration_key: str | None = None, instant: bool = False, after: Doc | None = None) -> Doc:
         """Create a running action on ``resources`` [(type, id)].
 
-        ``finish`` names the completion handler; ``delay`` starts it after another action
-        (next_actions); ``instant`` makes it succeed in the reply (change_protection).
+        ``finish`` names the completion handler; ``delay`` starts it later; ``after`` makes it
+        a next action of another action: it starts when that one is due, and fails (running
+        its failure handler) if that one failed; ``instant`` makes it succeed in the reply
+        (change_protection).
         """
         now = self.clock()
+        if after is not None:
+            delay = max(delay, float(after["_due"]) - now)
         ident = self.store.next_id("action")
         took = 0.0 if instant else delay + duration(self.profile, duration_key or command, self.time_scale)
         action: Doc = {
@@ -92,6 +96,7 @@ class ActionEngine:
             "_due": now + took,
             "_finish": finish,
             "_params": params or {},
+            "_after": after["id"] if after is not None else None,
         }
         self.store.put("action", action)
         if instant:
@@ -141,6 +146,10 @@ class ActionEngine:
         rate = self.failing.get(action["command"], 0.0)
         if failure is None and rate > 0 and self.rng.random() < rate:
             failure = {"code": "action_failed", "message": f"{action['command']} failed (injected fault)"}
+        parent = self.store.get("action", action["_after"]) if action.get("_after") is not None else None
+        if failure is None and parent is not None and parent["status"] == "error":
+            failure = {"code": "action_failed",
+                       "message": f"{action['command']} was not run: {parent['command']} failed"}
         handler_name = action.get("_finish")
         if failure is None and handler_name:
             try:

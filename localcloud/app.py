@@ -14,12 +14,13 @@ import logging
 import time
 import traceback
 from collections import Counter
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 import localcloud.api  # noqa: F401  (registers the routes)
 from localcloud import errors
+from localcloud.api.primary_ips import ADMIN_ADDRESS
 from localcloud.cloud import Cloud
 from localcloud.faults import FaultSpecError, parse
 from localcloud.profiles import PROFILES
@@ -51,17 +52,26 @@ async def handle_v1(request: web.Request) -> web.StreamResponse:
         if rule.applies(method, path, cloud.rng):
             await asyncio.sleep(rule.seconds)
     for rule in cloud.faults.drops:
-        if rule.applies(method, path, cloud.rng):
-            _record(cloud, entry, 0, "dropped", started)
-            if request.transport is not None:
-                request.transport.abort()
-            raise asyncio.CancelledError()
+        if not rule.after and rule.applies(method, path, cloud.rng):
+            _drop(cloud, request, entry, started)
 
     reply = _dispatch(cloud, request, method, path, entry, await request.read())
+    for rule in cloud.faults.drops:
+        if rule.after and rule.applies(method, path, cloud.rng):
+            entry["handled"] = reply.status  # the change was made, only the reply is lost
+            _drop(cloud, request, entry, started)
     headers = {**cloud.ratelimit.headers(), **reply.headers}
     code = (reply.body or {}).get("error", {}).get("code") if reply.status >= 400 and reply.body else None
     _record(cloud, entry, reply.status, code, started)
     return _json_response(reply.status, reply.body, headers)
+
+
+def _drop(cloud: Cloud, request: web.Request, entry: dict[str, Any], started: float) -> NoReturn:
+    """Close the connection without a reply (an injected fault)."""
+    _record(cloud, entry, 0, "dropped", started)
+    if request.transport is not None:
+        request.transport.abort()
+    raise asyncio.CancelledError()
 
 
 def _dispatch(cloud: Cloud, request: web.Request, method: str, path: str, entry: dict[str, Any],
@@ -113,7 +123,8 @@ async def side_health(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
     s = cloud.settings
     return web.json_response({"status": "ok", "profile": s.profile, "time_scale": s.time_scale,
-                              "hosts": s.hosts, "uptime": round(time.time() - cloud.started, 3)})
+                              "hosts": s.hosts, "uptime": round(time.time() - cloud.started, 3),
+                              "admin_address": ADMIN_ADDRESS})
 
 
 async def side_requests(request: web.Request) -> web.Response:

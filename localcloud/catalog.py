@@ -65,8 +65,8 @@ class Catalog:
     @staticmethod
     def _find(items: list[Doc], ref: int | str | None) -> Doc | None:
         for item in items:
-            if ref == item["id"] or ref == item["name"] or (isinstance(ref, str) and ref.isdigit()
-                                                            and int(ref) == item["id"]):
+            if ref == item["id"] or ref == item["name"] or (isinstance(ref, str) and ref.isascii()
+                                                            and ref.isdigit() and int(ref) == item["id"]):
                 return item
         return None
 

@@ -6,13 +6,17 @@ read or replaced at run time through ``/_localcloud/faults``::
     {
       "errors":  [{"method": "POST", "path": "/servers", "code": "conflict", "rate": 1.0, "times": 2}],
       "latency": [{"method": "*", "path": "/servers*", "seconds": 0.2}],
-      "drops":   [{"method": "GET", "path": "/actions*", "rate": 0.1}],
+      "drops":   [{"method": "GET", "path": "/actions*", "rate": 0.1},
+                  {"method": "POST", "path": "/servers", "times": 1, "after": true}],
       "actions": {"create_server": 0.5},
       "unavailable": [{"server_type": "cx23", "location": "fsn1"}]
     }
 
 ``path`` is a glob on the path below /v1; ``rate`` is a probability (default 1);
 ``times`` (optional) stops a rule after it fired that often, for deterministic tests.
+A drop closes the connection before the request is handled (nothing happened); with
+``"after": true`` it closes it after the request was handled and committed, so the reply
+is lost but the change was made (a create the client must find and adopt).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Rule:
     times: int | None = None
     code: str = ""
     seconds: float = 0.0
+    after: bool = False  # drops only: handle the request, then drop the reply
     fired: int = 0
 
     def applies(self, method: str, path: str, rng: random.Random) -> bool:
@@ -66,7 +71,7 @@ class Faults:
         return {
             "errors": [_rule_json(r, "code") for r in self.errors],
             "latency": [_rule_json(r, "seconds") for r in self.latency],
-            "drops": [_rule_json(r, None) for r in self.drops],
+            "drops": [_rule_json(r, "after") for r in self.drops],
             "actions": dict(self.actions),
             "unavailable": list(self.unavailable),
         }
@@ -151,10 +156,15 @@ def _unavailable(raw: Any) -> dict[str, str]:
 def _rule(raw: Any, kind: str) -> Rule:
     if not isinstance(raw, dict):
         raise FaultSpecError(f"each {kind} rule must be an object")
-    allowed = {"path", "method", "rate", "times", "code", "seconds"}
+    # "fired" is what GET /_localcloud/faults reports: a document read there can be PUT back
+    allowed = {"path", "method", "rate", "times", "code", "seconds", "fired"}
+    if kind == "drops":
+        allowed.add("after")
     unknown = set(raw) - allowed
     if unknown:
         raise FaultSpecError(f"unknown keys in {kind} rule: {', '.join(sorted(unknown))}")
+    if not isinstance(raw.get("after", False), bool):
+        raise FaultSpecError(f"after must be true or false in {kind} rule")
     try:
         rule = Rule(
             path=str(raw.get("path", "*")),
@@ -163,11 +173,15 @@ def _rule(raw: Any, kind: str) -> Rule:
             times=None if raw.get("times") is None else int(raw["times"]),
             code=str(raw.get("code", "")),
             seconds=float(raw.get("seconds", 0.0)),
+            after=bool(raw.get("after", False)),
+            fired=int(raw.get("fired", 0)),
         )
     except (TypeError, ValueError) as exc:
         raise FaultSpecError(f"bad value in {kind} rule: {exc}") from exc
     if not 0.0 <= rule.rate <= 1.0:
         raise FaultSpecError(f"rate must be between 0 and 1 in {kind} rule")
+    if rule.fired < 0:
+        raise FaultSpecError(f"fired must be 0 or more in {kind} rule")
     if rule.times is not None and rule.times < 0:
         raise FaultSpecError(f"times must be 0 or more in {kind} rule")
     if not 0.0 <= rule.seconds <= 3600.0:

@@ -69,7 +69,7 @@ def resolve(cloud: Cloud, ref: int | str, architecture: str, field: str = "image
     """An image named in a request body (id, or name for the given architecture), usable to
     create or rebuild a server of that architecture; invalid_input naming ``field`` otherwise."""
     image = None
-    if isinstance(ref, int) or ref.isdigit():
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
         image = get_image(cloud, int(ref))
     else:
         named = [i for i in all_images(cloud) if i["name"] == ref]

@@ -28,6 +28,9 @@ KIND = "primary_ip"
 # 198.18.0.0/15 (RFC 2544) for large clouds; none is routed on the internet. Load balancers
 # take theirs from 203.0.113.0/24 (load_balancers.IPV4_POOL), so the two never meet.
 PUBLIC_IPV4_POOLS: tuple[str, ...] = ("198.51.100.0/24", "192.0.2.0/24", "198.18.0.0/15")
+# This machine's address on localcloud's public side (first host of the first pool, never
+# given to a server): the "internet" and the admin's workstation, as admin_cidrs see it.
+ADMIN_ADDRESS = "198.51.100.1"
 # Each server gets one /64 out of this documentation prefix (2001:db8::/64 itself is skipped).
 PUBLIC_IPV6_POOL = "2001:db8::/32"
 
@@ -146,6 +149,7 @@ def _assignable_server(cloud: Cloud, ident: Any, ip_type: str, field: str) -> Do
         raise errors.invalid_field(field, f"server {ident} not found")
     if server["status"] != "off":
         raise errors.ApiError("server_not_stopped", f"server {ident} must be powered off", status=422)
+    cloud.ensure_unlocked("server", server["id"])  # assigning is an action on the server too
     if server.get("public_net", {}).get(server_slot(ip_type)) is not None:
         raise errors.ApiError(f"server_has_{ip_type}", f"server {ident} already has an {ip_type} address",
                               status=422)
@@ -223,6 +227,7 @@ def delete_primary_ip(req: Request) -> Reply:
     cloud = req.cloud
     doc = cloud.get(KIND, req.id(), "primary IP")
     cloud.ensure_deletable(KIND, doc)
+    cloud.ensure_unlocked(KIND, doc["id"])
     if doc.get("assignee_id") is not None:
         raise errors.ApiError("must_be_unassigned", f"primary IP {doc['id']} is assigned to server"
                                                     f" {doc['assignee_id']}; unassign it first", status=422)
@@ -265,6 +270,7 @@ def unassign(req: Request) -> Reply:
     if server is not None:
         if server["status"] != "off":
             raise errors.ApiError("server_not_stopped", f"server {server['id']} must be powered off", status=422)
+        cloud.ensure_unlocked("server", server["id"])
         resources.append(("server", server["id"]))
     _link(cloud, doc, None)
     return cloud.action_reply(cloud.engine.start("unassign_primary_ip", resources))

@@ -24,7 +24,6 @@ from localcloud.cloud import Cloud, now_iso
 from localcloud.events import subscribe
 from localcloud.labels import parse_selector
 from localcloud.listing import filter_common, page, sort_items
-from localcloud.profiles import duration
 from localcloud.router import Reply, Request, route
 from localcloud.store import Doc, Store
 from localcloud.validate import Body
@@ -46,10 +45,6 @@ def _password(cloud: Cloud, length: int = 20) -> str:
 
 def _mac(cloud: Cloud) -> str:
     return "86:00:00:" + ":".join(f"{cloud.rng.randrange(256):02x}" for _ in range(3))
-
-
-def _took(cloud: Cloud, command: str) -> float:
-    return duration(cloud.engine.profile, command, cloud.engine.time_scale)
 
 
 def location_of(cloud: Cloud, server: Doc) -> Doc:
@@ -255,7 +250,8 @@ def _started(store: Store, action: Doc, params: dict[str, Any]) -> None:
 
 @on_failure("server.started")
 def _start_failed(store: Store, action: Doc, params: dict[str, Any]) -> None:
-    _set_status(store, params, "off")
+    """Back to where it was: off, or running for a failed reboot or reset of a running server."""
+    _set_status(store, params, params.get("previous", "off"))
 
 
 @on_complete("server.stopped")
@@ -265,7 +261,7 @@ def _stopped(store: Store, action: Doc, params: dict[str, Any]) -> None:
 
 @on_failure("server.stopped")
 def _stop_failed(store: Store, action: Doc, params: dict[str, Any]) -> None:
-    _set_status(store, params, "running")
+    _set_status(store, params, params.get("previous", "running"))
 
 
 @on_complete("server.type_changed")
@@ -345,6 +341,12 @@ def list_servers(req: Request) -> Reply:
     return reply
 
 
+def _is_id(value: Any) -> bool:
+    """An id given as an integer or as a string of ASCII digits ("²".isdigit() is true, int("²") fails)."""
+    text = str(value)
+    return text.isascii() and text.isdigit()
+
+
 def _id_list(body: Body, key: str) -> list[Any]:
     values = body.array(key, default=[])
     if values and any(isinstance(v, bool) or not isinstance(v, (int, str)) for v in values):
@@ -419,6 +421,7 @@ def create_server(req: Request) -> Reply:
             raise errors.invalid_field(f"public_net.{ip_type}", f"primary IP {pid} not found")
         if pip["type"] != ip_type:
             raise errors.ApiError("primary_ip_version_mismatch", f"primary IP {pid} is not an {ip_type}")
+        cloud.ensure_unlocked("primary_ip", pip["id"])
         if pip.get("assignee_id") is not None:
             raise errors.ApiError("primary_ip_assigned", f"primary IP {pid} is already assigned to server"
                                                          f" {pip['assignee_id']}", status=422)
@@ -429,7 +432,7 @@ def create_server(req: Request) -> Reply:
         given_ips[ip_type] = pip
     vols: list[Doc] = []
     for vid in volume_ids:
-        vol = store.get("volume", int(vid)) if str(vid).isdigit() else None
+        vol = store.get("volume", int(vid)) if _is_id(vid) else None
         if vol is None:
             raise errors.invalid_field("volumes", f"volume {vid} not found")
         if vol.get("server") is not None:
@@ -449,7 +452,7 @@ def create_server(req: Request) -> Reply:
     ssh_keys = [cloud.ref("ssh_key", ref, "ssh_keys") for ref in ssh_key_refs]
     nets: list[Doc] = []
     for nid in network_ids:
-        net = store.get("network", int(nid)) if str(nid).isdigit() else None
+        net = store.get("network", int(nid)) if _is_id(nid) else None
         if net is None:
             raise errors.invalid_field("networks", f"network {nid} not found")
         networks.ensure_capacity(cloud, net)
@@ -506,17 +509,16 @@ def create_server(req: Request) -> Reply:
     engine = cloud.engine
     action = engine.start("create_server", [(KIND, ident)], finish="server.created",
                           params={"server": ident, "start": start})
-    after = _took(cloud, "create_server")
     next_actions: list[Doc] = []
     for entry in attached:
         next_actions.append(engine.start("attach_to_network", [(KIND, ident), ("network", entry["network"])],
-                                         finish="server.network_attached", delay=after,
+                                         finish="server.network_attached", after=action,
                                          params={"server": ident, "network": entry["network"]}))
     for vol in vols:
-        next_actions.append(volumes.attach(cloud, vol, doc, automount=automount, delay=after))
+        next_actions.append(volumes.attach(cloud, vol, doc, automount=automount, after=action))
     if start:
         next_actions.insert(0, engine.start("start_server", [(KIND, ident)], finish="server.started",
-                                            delay=after, params={"server": ident}))
+                                            after=action, params={"server": ident}))
     events.emit(cloud, "server.created", server=doc)
     return Reply(201, {
         "server": render(cloud, doc), "action": cloud.action(action),
@@ -577,10 +579,12 @@ def _actionable(req: Request) -> Doc:
 def _power(req: Request, command: str, transitional: str | None, finish: str) -> Reply:
     cloud = req.cloud
     doc = _actionable(req)
+    previous = doc["status"]
     if transitional is not None:
         doc["status"] = transitional
         cloud.store.put(KIND, doc)
-    action = cloud.engine.start(command, [(KIND, doc["id"])], finish=finish, params={"server": doc["id"]})
+    action = cloud.engine.start(command, [(KIND, doc["id"])], finish=finish,
+                                params={"server": doc["id"], "previous": previous})
     return cloud.action_reply(action)
 
 

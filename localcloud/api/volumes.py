@@ -76,7 +76,7 @@ def check_attachable(cloud: Cloud, volume: Doc, server: Doc, field: str = "serve
                                           f"{location_of(cloud, volume)['name']}")
 
 
-def attach(cloud: Cloud, volume: Doc, server: Doc, *, automount: bool = False, delay: float = 0.0) -> Doc:
+def attach(cloud: Cloud, volume: Doc, server: Doc, *, automount: bool = False, after: Doc | None = None) -> Doc:
     """Record the attachment and start ``attach_volume`` (undone if the action fails).
 
     Server create with ``volumes`` may call this after :func:`check_attachable`.
@@ -84,7 +84,7 @@ def attach(cloud: Cloud, volume: Doc, server: Doc, *, automount: bool = False, d
     volume["server"] = server["id"]
     cloud.store.put(KIND, volume)
     return cloud.engine.start("attach_volume", [(KIND, volume["id"]), ("server", server["id"])],
-                              finish="volume.attached", delay=delay,
+                              finish="volume.attached", after=after,
                               params={"volume": volume["id"], "server": server["id"], "automount": automount})
 
 
@@ -94,6 +94,12 @@ def _created(store: Store, action: Doc, params: dict[str, Any]) -> None:
     if doc is not None:
         doc["status"] = "available"
         store.put(KIND, doc)
+
+
+@on_failure("volume.created")
+def _create_failed(store: Store, action: Doc, params: dict[str, Any]) -> None:
+    """A volume whose creation failed is gone (its attach next action then fails too)."""
+    store.delete(KIND, params["volume"])
 
 
 @on_complete("volume.attached")
@@ -199,8 +205,7 @@ def create_volume(req: Request) -> Reply:
     next_actions: list[Doc] = []
     if server is not None:
         check_attachable(cloud, doc, server)
-        took = float(action["_due"]) - float(action["_t0"])
-        next_actions.append(attach(cloud, doc, server, automount=bool(automount), delay=took))
+        next_actions.append(attach(cloud, doc, server, automount=bool(automount), after=action))
     return Reply(201, {"volume": render(cloud, doc), "action": cloud.action(action),
                        "next_actions": [cloud.action(a) for a in next_actions]})
 
@@ -246,6 +251,7 @@ def attach_volume(req: Request) -> Reply:
     if server is None:
         raise errors.invalid_field("server", f"server {server_id} not found")
     cloud.ensure_unlocked(KIND, doc["id"])
+    cloud.ensure_unlocked("server", server["id"])  # an attach is an action on the server too
     check_attachable(cloud, doc, server)
     return cloud.action_reply(attach(cloud, doc, server, automount=bool(automount)))
 
@@ -258,11 +264,12 @@ def detach_volume(req: Request) -> Reply:
     server_id = doc.get("server")
     if server_id is None:
         raise errors.ApiError("volume_not_attached", f"volume {doc['id']} is not attached to a server")
-    doc["server"] = None
-    cloud.store.put(KIND, doc)
     resources: list[tuple[str, int]] = [(KIND, doc["id"])]
     if cloud.store.get("server", server_id) is not None:
+        cloud.ensure_unlocked("server", server_id)  # a detach is an action on the server too
         resources.append(("server", server_id))
+    doc["server"] = None
+    cloud.store.put(KIND, doc)
     action = cloud.engine.start("detach_volume", resources, finish="volume.detached",
                                 params={"volume": doc["id"], "server": server_id})
     return cloud.action_reply(action)

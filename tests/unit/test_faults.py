@@ -68,6 +68,8 @@ def test_unavailable() -> None:
     ({"latency": [{"seconds": -1}]}, "seconds must be between"),
     ({"latency": [{"seconds": [1]}]}, "bad value"),
     ({"drops": [{"rate": -0.1}]}, "rate must be between"),
+    ({"drops": [{"after": "yes"}]}, "after must be true or false"),
+    ({"errors": [{"code": "conflict", "after": True}]}, "unknown keys in errors rule: after"),
     ({"actions": ["create_server"]}, "actions must be an object"),
     ({"actions": {"create_server": "half"}}, "between 0 and 1"),
     ({"actions": {"create_server": 2}}, "between 0 and 1"),
@@ -109,3 +111,19 @@ def test_rate_is_a_probability_and_only_hits_count_towards_times() -> None:
     limited = Rule(rate=0.5, times=3)
     assert sum(limited.applies("GET", "/x", rng) for _ in range(100)) == 3
     assert not any(Rule(rate=0.0).applies("GET", "/x", rng) for _ in range(100))
+
+
+def test_drops_before_or_after_the_request_is_handled() -> None:
+    faults = parse({"drops": [{"path": "/servers"}, {"path": "/volumes", "after": True}]})
+    assert [r.after for r in faults.drops] == [False, True]
+    assert [d["after"] for d in faults.to_json()["drops"]] == [False, True]
+    assert parse(faults.to_json()).drops == faults.drops  # what GET shows can be PUT back
+
+
+def test_a_document_read_back_keeps_its_counts() -> None:
+    faults = parse(FULL)
+    faults.errors[0].fired = 1
+    again = parse(faults.to_json())
+    assert again.errors[0].fired == 1 and again.to_json() == faults.to_json()
+    with pytest.raises(FaultSpecError):
+        parse({"errors": [{"code": "conflict", "fired": -1}]})

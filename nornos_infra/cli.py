@@ -1,0 +1,59 @@
+"""The command line of provision.py (``python provision.py --help`` is the manual)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nornos_infra.provisioning import Options
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EPILOG = """\
+environment:
+  HCLOUD_TOKEN     API token (else the hcloud CLI's active context)
+  HCLOUD_ENDPOINT  API endpoint (default https://api.hetzner.cloud/v1; localcloud: http://127.0.0.1:8700/v1)
+
+exit status:
+  0 done (or nothing to do); 1 error, nothing more changed; 2 changes pending (--detailed-exitcode, --check)
+
+examples:
+  python provision.py dev --dry-run          show the plan and its monthly cost, change nothing
+  python provision.py dev                    apply (asks before deleting or replacing anything)
+  python provision.py production --check     report drift from environments/production.yaml
+  python provision.py dev --destroy --yes    remove everything labelled for dev
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="provision.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Create or update the Hetzner Cloud resources of an environment from environments/<env>.yaml "
+                    "(found by label, no state file), then write the pyinfra inventory inventories/<env>.py.")
+    p.add_argument("env", help="environment name: environments/<env>.yaml")
+    p.add_argument("--dry-run", action="store_true", help="show the plan and its cost; change nothing")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before deleting or replacing")
+    p.add_argument("--destroy", action="store_true",
+                   help="delete everything labelled for the env, and what its cluster created (LBs, volumes)")
+    p.add_argument("--force", action="store_true", help="lift delete protection where the plan deletes or replaces")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (for automation)")
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when changes are pending")
+    p.add_argument("--check", action="store_true", help="report drift (exit 2 when any); change nothing")
+    p.add_argument("--concurrency", type=int, default=8, help="parallel changes at most (default 8)")
+    p.add_argument("--admin-ip", help="this machine's public address, for the lock-out check")
+    p.add_argument("--allow-lockout", action="store_true",
+                   help="go ahead although this machine's address is not in admin_cidrs")
+    p.add_argument("--verbose", "-v", action="store_true", help="also list unchanged resources")
+    p.add_argument("--env-dir", type=Path, default=ROOT / "environments", help=argparse.SUPPRESS)
+    p.add_argument("--inventory-dir", type=Path, default=ROOT / "inventories", help=argparse.SUPPRESS)
+    return p
+
+
+def parse(argv: list[str]) -> Options:
+    args = build_parser().parse_args(argv)
+    if args.concurrency < 1:
+        build_parser().error("--concurrency must be at least 1")
+    return Options(env=args.env, env_dir=args.env_dir, inventory_dir=args.inventory_dir, dry_run=args.dry_run,
+                   yes=args.yes, destroy=args.destroy, force=args.force, json=args.json,
+                   detailed_exitcode=args.detailed_exitcode, check=args.check, concurrency=args.concurrency,
+                   admin_ip=args.admin_ip, allow_lockout=args.allow_lockout, verbose=args.verbose)

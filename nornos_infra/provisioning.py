@@ -1,0 +1,167 @@
+"""``python provision.py <env>``: validate, observe by label, plan, show, confirm, apply, write
+the inventory. Every user mistake ends in one line and exit status 1 with nothing changed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hcloud import APIException
+
+from nornos_infra import admin_access, catalogue, console, inventory, spec
+from nornos_infra.cloud import desired as desired_state
+from nornos_infra.cloud.apply import Applier
+from nornos_infra.cloud.connection import Connection
+from nornos_infra.cloud.model import Observed, Op
+from nornos_infra.cloud.observe import observe, observe_cluster_leftovers
+from nornos_infra.cloud.plan import Plan, make_plan
+from nornos_infra.errors import SpecError, UserError
+from nornos_infra.pricing import PriceList
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+@dataclass
+class Options:
+    env: str
+    env_dir: Path
+    inventory_dir: Path
+    dry_run: bool = False
+    yes: bool = False
+    destroy: bool = False
+    force: bool = False
+    json: bool = False
+    detailed_exitcode: bool = False
+    check: bool = False
+    concurrency: int = 8
+    admin_ip: str | None = None
+    allow_lockout: bool = False
+    verbose: bool = False
+
+
+def run(opts: Options) -> int:
+    try:
+        return _run(opts)
+    except SpecError as exc:
+        for problem in exc.problems:
+            console.fail(f"{exc.source}: {problem}")
+        return EXIT_ERROR
+    except UserError as exc:
+        console.fail(str(exc))
+        return EXIT_ERROR
+    except APIException as exc:
+        console.fail(f"the API refused a request: {exc.message} ({exc.code}); nothing after it was changed, "
+                     "fix the cause and run again")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        console.fail("interrupted; run again to converge (what was created is found by its labels)")
+        return 130
+
+
+def _run(opts: Options) -> int:
+    env_file = opts.env_dir / f"{opts.env}.yaml"
+    env = spec.load(env_file)
+    conn = Connection.from_environment()
+    problems = catalogue.check(env, conn)
+    if problems:
+        for problem in problems:
+            console.fail(f"{env_file}: {problem}")
+        return EXIT_ERROR
+    _check_lockout(env, conn, opts)
+
+    foreign_keys: list[Observed] = []
+    observed = observe(conn, env.name, foreign_keys)
+    desired = [] if opts.destroy else desired_state.build(env, env_file.parent)
+    if opts.destroy:
+        observed += observe_cluster_leftovers(conn, observed)
+    plan = make_plan(env.name, desired, observed, foreign_keys)
+    prices = PriceList(conn.request("GET", "/pricing", "read prices")["pricing"])
+    plan.cost_before = prices.total(catalogue.cost_items(desired, observed, "before"))
+    plan.cost_after = prices.total(catalogue.cost_items(desired, observed, "after"))
+    plan.unpriced = prices.unpriced
+
+    if opts.json:
+        print(json.dumps(console.plan_json(plan), indent=2))
+    else:
+        console.print_plan(plan, env.location, opts.verbose)
+    if plan.problems:
+        return EXIT_ERROR
+    pending = plan.pending
+    if opts.dry_run or opts.check:
+        if opts.check and pending:
+            console.err.print(f"drift: {len(pending)} resource(s) differ from {env_file}")
+        return EXIT_CHANGES if pending and (opts.detailed_exitcode or opts.check) else EXIT_OK
+
+    inventory_path = opts.inventory_dir / f"{env.name}.py"
+    if not pending:
+        if not opts.destroy:
+            _write_inventory(env, observed, inventory_path, opts)
+        return EXIT_OK
+    _confirm(plan, opts)
+    applier = Applier(conn, plan, force=opts.force, concurrency=opts.concurrency,
+                      log=(lambda m: console.err.print(f"  {m}")) if not opts.json else (lambda m: None))
+    with console.err.status(f"applying {len(pending)} change(s)"):
+        outcome = applier.run()
+    if outcome.failed:
+        for change, message in outcome.failed:
+            console.fail(f"{change.op.value} {change.kind} {change.name}: {message}")
+        console.fail(f"{len(outcome.failed)} change(s) failed, {len(outcome.done)} done; run again to converge")
+        return EXIT_ERROR
+    if opts.destroy:
+        inventory_path.unlink(missing_ok=True)
+        console.err.print(f"destroyed {len(outcome.done)} resource(s) of {env.name}")
+        return EXIT_OK
+    after = observe(conn, env.name)
+    _write_inventory(env, after, inventory_path, opts)
+    console.err.print(f"applied {len(outcome.done)} change(s) to {env.name}")
+    return EXIT_OK
+
+
+def _check_lockout(env: spec.EnvSpec, conn: Connection, opts: Options) -> None:
+    address = admin_access.find_address(conn.endpoint, opts.admin_ip)
+    if address is None:
+        console.err.print("[yellow]warning:[/yellow] could not find this machine's public address; make sure "
+                          f"admin_cidrs ({', '.join(map(str, env.admin_cidrs))}) include it, or pass --admin-ip")
+        return
+    if not admin_access.covered(env, address):
+        message = (f"this machine ({address}) is not in admin_cidrs ({', '.join(map(str, env.admin_cidrs))}): "
+                   "SSH and the Kubernetes API would be closed to you")
+        if not opts.allow_lockout:
+            raise UserError(message + "; add it to admin_cidrs, or pass --allow-lockout if that is intended")
+        console.err.print(f"[yellow]warning:[/yellow] {message} (--allow-lockout)")
+
+
+def _confirm(plan: Plan, opts: Options) -> None:
+    destructive = plan.destructive
+    protected = [c for c in destructive if c.observed is not None and c.observed.protected]
+    if protected and not opts.force:
+        names = ", ".join(f"{c.kind} {c.name}" for c in protected[:5])
+        raise UserError(f"{len(protected)} protected resource(s) would be deleted or replaced ({names}); "
+                        "nothing was changed; pass --force to lift protection and go ahead")
+    if not destructive or opts.yes:
+        return
+    listed = ", ".join(f"{c.kind} {c.name}" for c in destructive[:5]) + (", ..." if len(destructive) > 5 else "")
+    question = f"{len(destructive)} resource(s) will be deleted or replaced ({listed})"
+    if not console.interactive():
+        raise UserError(f"{question}; nothing was changed: review the plan and re-run with --yes")
+    answer = console.out.input(f"{question}. Type 'yes' to go ahead: ")
+    if answer.strip() != "yes":
+        raise UserError("not confirmed; nothing was changed")
+
+
+def _write_inventory(env: spec.EnvSpec, observed: list[Observed], path: Path, opts: Options) -> None:
+    text = inventory.render(env, observed)
+    changed = inventory.write(path, text)
+    if not opts.json:
+        console.err.print(f"inventory {path} {'written' if changed else 'unchanged'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nornos_infra.cli import parse
+
+    return run(parse(argv if argv is not None else sys.argv[1:]))
+
+
+__all__ = ["EXIT_CHANGES", "EXIT_ERROR", "EXIT_OK", "Op", "Options", "main", "run"]

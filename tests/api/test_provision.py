@@ -1,0 +1,297 @@
+"""provision.py end to end against localcloud, through the real CLI (a subprocess, as people run it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import TOKEN, LocalCloud
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_IP = "198.51.100.1"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpdS0EDjkyN4OiDC3rZXBe8hnIqg8S5EFTGfoBfuoeJ admin@nornos"
+MUTATING = ("POST", "PUT", "DELETE")
+
+
+class Provisioner:
+    def __init__(self, lc: LocalCloud, tmp: Path) -> None:
+        self.lc = lc
+        self.env_dir = tmp / "environments"
+        self.inv_dir = tmp / "inventories"
+        self.env_dir.mkdir()
+
+    def write_env(self, name: str, **changes: Any) -> dict[str, Any]:
+        source = name if (ROOT / "environments" / f"{name}.yaml").exists() else "dev"
+        data = yaml.safe_load((ROOT / "environments" / f"{source}.yaml").read_text())
+        data["name"] = name
+        data["ssh_keys"] = [{"name": "admin", "public_key": KEY}]
+        for key, value in changes.items():
+            data[key] = value
+        (self.env_dir / f"{name}.yaml").write_text(yaml.safe_dump(data))
+        return data
+
+    def run(self, *args: str, token: str = TOKEN, timeout: float = 300,
+            admin_ip: str | None = ADMIN_IP) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "HCLOUD_ENDPOINT": self.lc.endpoint, "HCLOUD_TOKEN": token,
+               "NORNOS_POLL_INTERVAL": "0.05", "COLUMNS": "200"}
+        cmd = [sys.executable, str(ROOT / "provision.py"), *args, "--env-dir", str(self.env_dir),
+               "--inventory-dir", str(self.inv_dir)]
+        if "--admin-ip" not in args and admin_ip is not None:
+            cmd += ["--admin-ip", admin_ip]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+    def clear_log(self) -> None:
+        self.lc.side("DELETE", "requests")
+
+    def mutations(self) -> list[dict[str, Any]]:
+        return [r for r in self.lc.requests_log() if r["method"] in MUTATING]
+
+    def resources(self, kind: str, env: str = "dev") -> list[dict[str, Any]]:
+        import requests
+
+        path = {"ssh_key": "ssh_keys", "network": "networks", "firewall": "firewalls", "server": "servers",
+                "placement_group": "placement_groups", "volume": "volumes", "load_balancer": "load_balancers"}[kind]
+        resp = requests.get(f"{self.lc.endpoint}/{path}", params={"label_selector": f"nornos.io/env={env}",
+                                                                  "per_page": 50},
+                            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        resp.raise_for_status()
+        return list(resp.json()[path])
+
+
+@pytest.fixture
+def prov(localcloud: LocalCloud, tmp_path: Path) -> Provisioner:
+    localcloud.reset()
+    return Provisioner(localcloud, tmp_path)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_dev_from_nothing_then_nothing_to_do(prov: Provisioner) -> None:
+    prov.write_env("dev")
+    dry = ok(prov.run("dev", "--dry-run"))
+    assert "+ server nornos-dev-control-plane-1" in dry.stdout.replace("  ", " ")
+    assert "Monthly cost:" in dry.stdout
+    assert prov.resources("server") == []
+    ok(prov.run("dev"))
+    servers = {s["name"]: s for s in prov.resources("server")}
+    assert sorted(servers) == ["nornos-dev-agents-1", "nornos-dev-control-plane-1", "nornos-dev-postgres-1",
+                               "nornos-dev-redis-1", "nornos-dev-workers-1", "nornos-dev-workers-2"]
+    assert all(s["status"] == "running" and s["private_net"] for s in servers.values())
+    volume, = prov.resources("volume")
+    assert volume["size"] == 50 and volume["server"] == servers["nornos-dev-postgres-1"]["id"]
+    lb, = prov.resources("load_balancer")
+    assert lb["private_net"] and {s["listen_port"] for s in lb["services"]} == {80, 443}
+    firewalls = prov.resources("firewall")
+    assert all(a["type"] == "label_selector" for f in firewalls for a in f["applied_to"])
+    inventory = (prov.inv_dir / "dev.py").read_text()
+    assert "nornos-dev-postgres-1" in inventory and "k3s_servers" in inventory
+
+    prov.clear_log()
+    again = ok(prov.run("dev"))
+    assert "no changes" in again.stdout
+    assert prov.mutations() == []
+    assert len(prov.lc.requests_log()) <= 12
+    assert (prov.inv_dir / "dev.py").read_text() == inventory
+
+
+def test_scale_resize_and_pool_removal(prov: Provisioner) -> None:
+    data = prov.write_env("dev")
+    ok(prov.run("dev"))
+    data["pools"]["workers"]["count"] = 3
+    data["pools"]["redis"]["server_type"] = "cx33"
+    del data["pools"]["agents"]
+    prov.write_env("dev", pools=data["pools"])
+    plan = prov.run("dev", "--dry-run", "--detailed-exitcode")
+    assert plan.returncode == 2, plan.stderr
+    assert "server type cx23 -> cx33" in plan.stdout
+    ok(prov.run("dev", "--yes"))
+    servers = {s["name"]: s for s in prov.resources("server")}
+    assert "nornos-dev-workers-3" in servers and "nornos-dev-agents-1" not in servers
+    assert servers["nornos-dev-redis-1"]["server_type"]["name"] == "cx33"
+    assert servers["nornos-dev-redis-1"]["status"] == "running"
+    assert not any(p["name"].startswith("nornos-dev-agents") for p in prov.resources("placement_group"))
+
+    data["pools"]["workers"]["count"] = 1
+    prov.write_env("dev", pools=data["pools"])
+    refused = prov.run("dev")  # deleting needs confirmation; no terminal -> refused, nothing changed
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert len([s for s in prov.resources("server") if "workers" in s["name"]]) == 3
+    ok(prov.run("dev", "--yes"))
+    workers = sorted(s["name"] for s in prov.resources("server") if "workers" in s["name"])
+    assert workers == ["nornos-dev-workers-1"]
+
+
+def test_drift_is_reported_and_repaired(prov: Provisioner) -> None:
+    import requests
+
+    prov.write_env("dev")
+    ok(prov.run("dev"))
+    fw = next(f for f in prov.resources("firewall") if f["name"] == "nornos-dev-postgres")
+    rules = fw["rules"] + [{"direction": "in", "protocol": "tcp", "port": "5432", "source_ips": ["0.0.0.0/0"],
+                            "destination_ips": [], "description": "oops"}]
+    requests.post(f"{prov.lc.endpoint}/firewalls/{fw['id']}/actions/set_rules", json={"rules": rules},
+                  headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).raise_for_status()
+    check = prov.run("dev", "--check")
+    assert check.returncode == 2 and "rules differ" in check.stdout
+    ok(prov.run("dev"))
+    fw = next(f for f in prov.resources("firewall") if f["name"] == "nornos-dev-postgres")
+    assert all(r["port"] != "5432" for r in fw["rules"])
+    assert prov.run("dev", "--check").returncode == 0
+
+
+def test_destroy_removes_everything_including_cluster_made_resources(prov: Provisioner) -> None:
+    import requests
+
+    prov.write_env("dev")
+    ok(prov.run("dev"))
+    network = prov.resources("network")[0]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    # what the cloud controller would create for a Service of type LoadBalancer: its own labels
+    requests.post(f"{prov.lc.endpoint}/load_balancers", headers=headers, timeout=10, json={
+        "name": "a1b2c3", "load_balancer_type": "lb11", "location": "fsn1", "network": network["id"],
+        "labels": {"hcloud-ccm/service-uid": "1234"}}).raise_for_status()
+    ok(prov.run("dev", "--destroy", "--yes"))
+    for kind in ("server", "volume", "network", "firewall", "placement_group", "ssh_key", "load_balancer"):
+        assert prov.resources(kind) == [], kind
+    lbs = requests.get(f"{prov.lc.endpoint}/load_balancers", headers=headers, timeout=10).json()["load_balancers"]
+    assert lbs == []
+    assert not (prov.inv_dir / "dev.py").exists()
+
+
+def test_production_is_protected(prov: Provisioner) -> None:
+    prov.write_env("production")
+    ok(prov.run("production"))
+    servers = prov.resources("server", "production")
+    assert len(servers) == 12
+    assert all(s["protection"] == {"delete": True, "rebuild": True} for s in servers)
+    prov.clear_log()
+    refused = prov.run("production", "--destroy", "--yes")
+    assert refused.returncode == 1 and "--force" in refused.stderr
+    assert prov.mutations() == []
+    ok(prov.run("production", "--destroy", "--yes", "--force"))
+    assert prov.resources("server", "production") == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"location": "ash"}, "outside the EU"),
+    ({"pools": {"cp": {"role": "k3s_server", "server_type": "cx23", "count": 2}}}, "odd number"),
+    ({"pools": {"cp": {"role": "k3s_server", "server_type": "cx99", "count": 1}}}, "cx99"),
+    ({"colour": "blue"}, "unknown key"),
+    ({"admin_cidrs": []}, "admin_cidrs"),
+])
+def test_bad_input_is_one_line_and_changes_nothing(prov: Provisioner, change: dict[str, Any], message: str) -> None:
+    prov.write_env("dev", **change)
+    prov.clear_log()
+    result = prov.run("dev", "--yes")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert prov.mutations() == []
+
+
+def test_bad_token_and_lockout(prov: Provisioner) -> None:
+    prov.write_env("dev")
+    bad = prov.run("dev", token="wrong")
+    assert bad.returncode == 1 and "token" in bad.stderr and "Traceback" not in bad.stderr
+    locked_out = prov.run("dev", "--admin-ip", "192.0.2.77")
+    assert locked_out.returncode == 1 and "admin_cidrs" in locked_out.stderr
+    # without --admin-ip, localcloud tells which address this machine has on its public side
+    prov.write_env("dev", admin_cidrs=["203.0.113.0/24"])
+    found = prov.run("dev", admin_ip=None)
+    assert found.returncode == 1 and "198.51.100.1" in found.stderr and "--allow-lockout" in found.stderr
+    assert prov.mutations() == []
+    prov.write_env("dev")
+    assert prov.run("dev", "--dry-run", admin_ip=None).returncode == 0
+
+
+def _assert_converged(prov: Provisioner) -> None:
+    import requests
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for path in ("servers", "volumes", "load_balancers", "networks", "firewalls", "placement_groups", "ssh_keys"):
+        items = requests.get(f"{prov.lc.endpoint}/{path}", params={"per_page": 50}, headers=headers,
+                             timeout=10).json()[path]
+        names = [i["name"] for i in items]
+        assert len(names) == len(set(names)), f"duplicate {path}: {names}"
+        assert all(i["labels"].get("nornos.io/env") == "dev" for i in items), f"unlabelled {path}"
+    assert len(prov.resources("server")) == 6 and len(prov.resources("volume")) == 1
+    prov.clear_log()
+    assert "no changes" in ok(prov.run("dev")).stdout
+    assert prov.mutations() == []
+
+
+def test_killed_at_random_points_converges(prov: Provisioner) -> None:
+    import random
+    import signal
+    import time
+
+    rng = random.Random(20261128)
+    prov.write_env("dev")
+    env = {**os.environ, "HCLOUD_ENDPOINT": prov.lc.endpoint, "HCLOUD_TOKEN": TOKEN,
+           "NORNOS_POLL_INTERVAL": "0.05"}
+    cmd = [sys.executable, str(ROOT / "provision.py"), "dev", "--yes", "--admin-ip", ADMIN_IP,
+           "--env-dir", str(prov.env_dir), "--inventory-dir", str(prov.inv_dir)]
+    # slower actions, so that kills land inside creates, waits and deletes alike
+    prov.lc.side("PUT", "config", {"time_scale": 4.0})
+    kills = 0
+    for attempt in range(8):
+        extra = ["--destroy"] if attempt % 3 == 2 else []  # interrupt tear-downs too
+        proc = subprocess.Popen(cmd + extra, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                cwd=ROOT)
+        time.sleep(rng.uniform(0.4, 2.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 4, f"only {kills} of 8 runs were interrupted: widen the window"
+    prov.lc.side("PUT", "config", {"time_scale": 0.2})
+    ok(prov.run("dev", "--yes"))
+    _assert_converged(prov)
+
+
+def test_runs_through_injected_api_faults(prov: Provisioner) -> None:
+    prov.write_env("dev")
+    prov.lc.side("PUT", "faults", {
+        "errors": [
+            {"method": "GET", "path": "/servers", "code": "rate_limit_exceeded", "times": 1},
+            {"method": "POST", "path": "/servers", "code": "unavailable", "times": 2},
+            {"method": "POST", "path": "/networks", "code": "conflict", "times": 2},
+            {"method": "POST", "path": "/servers/*/actions/*", "code": "locked", "times": 1},
+            {"method": "POST", "path": "/volumes", "code": "server_error", "times": 1},
+        ],
+    })
+    ok(prov.run("dev"))
+    prov.lc.side("PUT", "faults", {})
+    _assert_converged(prov)
+
+
+def test_failed_action_stops_cleanly_and_rerun_converges(prov: Provisioner) -> None:
+    prov.write_env("dev")
+    prov.lc.side("PUT", "faults", {"actions": {"create_volume": 1.0}})
+    failed = prov.run("dev")
+    assert failed.returncode == 1 and "create_volume failed" in failed.stderr and "Traceback" not in failed.stderr
+    prov.lc.side("PUT", "faults", {})
+    ok(prov.run("dev", "--yes"))
+    _assert_converged(prov)
+
+
+def test_unavailable_type_falls_back_to_another_eu_location(prov: Provisioner) -> None:
+    prov.write_env("dev")
+    prov.lc.side("PUT", "faults", {"unavailable": [{"server_type": "cx33", "location": "fsn1"}]})
+    ok(prov.run("dev"))
+    locations = {s["name"]: s["location"]["name"] for s in prov.resources("server")}
+    assert locations["nornos-dev-workers-1"] == "nbg1" and locations["nornos-dev-redis-1"] == "fsn1"
+    volume, = prov.resources("volume")
+    assert volume["location"]["name"] == locations["nornos-dev-postgres-1"] == "nbg1"
+    prov.lc.side("PUT", "faults", {})
+    prov.clear_log()
+    assert "no changes" in ok(prov.run("dev")).stdout
