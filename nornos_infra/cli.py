@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the plan as JSON (for automation)")
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when changes are pending")
     p.add_argument("--check", action="store_true", help="report drift (exit 2 when any); change nothing")
-    p.add_argument("--concurrency", type=int, default=8, help="parallel changes at most (default 8)")
+    p.add_argument("--concurrency", type=int, default=16,
+                   help="parallel changes at most (default 16; actions are polled in batches, so more changes "
+                        "in flight cost no more requests)")
     p.add_argument("--admin-ip", help="this machine's public address, for the lock-out check")
     p.add_argument("--allow-lockout", action="store_true",
                    help="go ahead although this machine's address is not in admin_cidrs")

@@ -35,7 +35,7 @@ class Options:
     json: bool = False
     detailed_exitcode: bool = False
     check: bool = False
-    concurrency: int = 8
+    concurrency: int = 16
     admin_ip: str | None = None
     allow_lockout: bool = False
     verbose: bool = False
@@ -107,7 +107,9 @@ def _run(opts: Options) -> int:
     if outcome.failed:
         for change, message in outcome.failed:
             console.fail(f"{change.op.value} {change.kind} {change.name}: {message}")
-        console.fail(f"{len(outcome.failed)} change(s) failed, {len(outcome.done)} done; run again to converge")
+        skipped = f", {len(outcome.skipped)} not started" if outcome.skipped else ""
+        console.fail(f"{len(outcome.failed)} change(s) failed, {len(outcome.done)} done{skipped}; "
+                     "run again to converge")
         return EXIT_ERROR
     if opts.destroy:
         inventory_path.unlink(missing_ok=True)

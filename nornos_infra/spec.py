@@ -20,6 +20,7 @@ EU_LOCATIONS = ("fsn1", "nbg1", "hel1")
 # Names end in a letter or digit: they become label values (nornos.io/env, nornos.io/pool), and
 # Hetzner rejects label values that end in a dash.
 NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$")
+MAX_SERVERS_PER_NETWORK = 100  # Hetzner's cap (hcloud-api-notes.md)
 ROLES = ("k3s_server", "k3s_agent", "postgres", "redis")
 
 
@@ -224,6 +225,10 @@ def check_rules(spec: EnvSpec, expected_name: str | None = None) -> list[str]:
     wanted = sum(p.count for p in spec.pools.values()) + (1 if spec.load_balancer else 0)
     if wanted > hosts:
         problems.append(f"network.subnet: {spec.network.subnet} holds {hosts} addresses, {wanted} are needed")
+    servers = sum(p.count for p in spec.pools.values())
+    if servers > MAX_SERVERS_PER_NETWORK:
+        problems.append(f"pools: {servers} servers, but a Hetzner private network holds at most "
+                        f"{MAX_SERVERS_PER_NETWORK}; split the environment")
     for cidr in spec.admin_cidrs:
         if cidr.prefixlen == 0:
             problems.append(f"admin_cidrs: {cidr} opens SSH and the Kubernetes API to the whole internet; "

@@ -275,3 +275,17 @@ def test_derived_names(tmp_path: Path) -> None:
     assert spec.server_name("workers", 3) == "nornos-production-workers-3"
     assert sorted(spec.pools_with_role("k3s_agent")) == ["agents", "workers"]
     assert spec.all_locations == ["fsn1", "nbg1"]
+
+
+def test_more_servers_than_a_network_holds_is_refused() -> None:
+    from nornos_infra.spec import EnvSpec, check_rules
+
+    spec = EnvSpec.model_validate({
+        "name": "big", "admin_cidrs": ["198.51.100.1/32"],
+        "ssh_keys": [{"name": "a", "public_key": "ssh-ed25519 AAAA"}],
+        "network": {"ip_range": "10.0.0.0/16", "subnet": "10.0.0.0/22"},
+        "pools": {"cp": {"role": "k3s_server", "server_type": "cx23", "count": 3},
+                  "workers": {"role": "k3s_agent", "server_type": "cx23", "count": 49},
+                  "more": {"role": "k3s_agent", "server_type": "cx23", "count": 49}}})
+    problems = check_rules(spec)
+    assert any("at most 100" in p for p in problems), problems
