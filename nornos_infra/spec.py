@@ -225,9 +225,9 @@ def check_rules(spec: EnvSpec, expected_name: str | None = None) -> list[str]:
     wanted = sum(p.count for p in spec.pools.values()) + (1 if spec.load_balancer else 0)
     if wanted > hosts:
         problems.append(f"network.subnet: {spec.network.subnet} holds {hosts} addresses, {wanted} are needed")
-    servers = sum(p.count for p in spec.pools.values())
-    if servers > MAX_SERVERS_PER_NETWORK:
-        problems.append(f"pools: {servers} servers, but a Hetzner private network holds at most "
+    server_count = sum(p.count for p in spec.pools.values())
+    if server_count > MAX_SERVERS_PER_NETWORK:
+        problems.append(f"pools: {server_count} servers, but a Hetzner private network holds at most "
                         f"{MAX_SERVERS_PER_NETWORK}; split the environment")
     for cidr in spec.admin_cidrs:
         if cidr.prefixlen == 0:
