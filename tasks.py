@@ -139,9 +139,51 @@ def test(c: Context, args: str = "") -> None:
     c.run(f"{ROOT / 'scripts' / 'test.sh'} {args}", pty=False)
 
 
+@task(help={"env": "environment"})
+def secrets_init(c: Context, env: str = "dev") -> None:
+    """Create secrets/<env>.sops.yaml with strong random values (SOPS + age); never overwrites."""
+    from nornos_infra import secrets
+    from nornos_infra.errors import UserError
+
+    try:
+        path = secrets.init(env)
+    except UserError as exc:
+        sys.exit(f"secrets.init: {exc}")
+    print(f"{path} created, encrypted to {', '.join(secrets.recipients(path.parent))}")
+    print(f"fill the provided values (hcloud_token, s3 keys, slack webhook) with `invoke secrets.edit --env {env}`")
+
+
+@task(help={"env": "environment"})
+def secrets_edit(c: Context, env: str = "dev") -> None:
+    """Edit secrets/<env>.sops.yaml in $EDITOR through sops (decrypted only in memory/tmpfs)."""
+    from nornos_infra import secrets
+
+    c.run(f"{secrets.sops_binary()} {secrets.SECRETS_DIR / f'{env}.sops.yaml'}", pty=True,
+          env={"SOPS_AGE_KEY_FILE": str(secrets.age_key_file())})
+
+
+@task(help={"env": "environment"})
+def secrets_names(c: Context, env: str = "dev") -> None:
+    """List the secret names of an env (never their values)."""
+    from nornos_infra import secrets
+    from nornos_infra.errors import UserError
+
+    try:
+        loaded = secrets.load(env)
+    except UserError as exc:
+        sys.exit(f"secrets.names: {exc}")
+    for name in sorted(loaded):
+        print(f"{name}: {'set' if loaded[name] else 'EMPTY'}")
+
+
+secrets_tasks = Collection("secrets")
+secrets_tasks.add_task(secrets_init, "init")
+secrets_tasks.add_task(secrets_edit, "edit")
+secrets_tasks.add_task(secrets_names, "names")
+
 localcloud_tasks = Collection("localcloud")
 localcloud_tasks.add_task(lc_up, "up")
 localcloud_tasks.add_task(lc_down, "down")
 localcloud_tasks.add_task(lc_status, "status")
 localcloud_tasks.add_task(lc_tour, "tour")
-ns = Collection(demo, provision, plan, destroy, lint, test, localcloud_tasks)
+ns = Collection(demo, provision, plan, destroy, lint, test, localcloud_tasks, secrets_tasks)

