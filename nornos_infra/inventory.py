@@ -25,8 +25,12 @@ FORBIDDEN = re.compile(r"password|passwd|token|secret|private_key|api_key", re.I
 INDENT = "    "
 
 
-def render(spec: EnvSpec, observed: list[Observed]) -> str:
-    """The inventory text for ``spec``'s environment as observed after apply."""
+def render(spec: EnvSpec, observed: list[Observed], offline: bool = False) -> str:
+    """The inventory text for ``spec``'s environment as observed after apply.
+
+    ``offline``: the hosts cannot reach the internet (localcloud); roles that download
+    (k3s) then need a local file instead.
+    """
     net_name = network_name(spec)
     network = _one(observed, "network", net_name)
     lb = _one(observed, "load_balancer", load_balancer_name(spec))
@@ -48,8 +52,13 @@ def render(spec: EnvSpec, observed: list[Observed]) -> str:
             "location": server.settings.get("location"),
             "server_type": server.settings.get("server_type"),
         }
+        if server.settings.get("memory_gb"):  # the type's memory: roles size PostgreSQL and Redis by it
+            data["memory_mb"] = int(float(server.settings["memory_gb"]) * 1024)
         if devices.get(server.id):
             data["volume_device"] = devices[server.id]
+        pool = spec.pools.get(str(server.labels.get(POOL_LABEL)))
+        if pool is not None and pool.taints:
+            data["k3s_taints"] = list(pool.taints)
         hosts[GROUPS[role]].append((server.name, data))
 
     def private_ips(*roles: str) -> list[str]:
@@ -66,6 +75,10 @@ def render(spec: EnvSpec, observed: list[Observed]) -> str:
         "lb_private_ip": (lb.settings.get("private_ips") or {}).get(net_name) if lb else None,
         "k3s_server_private_ips": private_ips("k3s_server"),
         "k3s_node_private_ips": private_ips("k3s_server", "k3s_agent"),
+        # for the host firewalls: who may SSH in, and which ports the load balancer forwards
+        "admin_cidrs": sorted(str(c) for c in spec.admin_cidrs),
+        "lb_service_ports": sorted(set(spec.load_balancer.services)) if spec.load_balancer else [],
+        "offline": offline,
     }
     _refuse_secrets(common)
     for members in hosts.values():

@@ -4,6 +4,7 @@ the inventory. Every user mistake ends in one line and exit status 1 with nothin
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,8 @@ def _confirm(plan: Plan, opts: Options) -> None:
 
 
 def _write_inventory(env: spec.EnvSpec, observed: list[Observed], path: Path, opts: Options) -> None:
-    text = inventory.render(env, observed)
+    offline = admin_access.localcloud_admin_address(os.environ.get("HCLOUD_ENDPOINT", "")) is not None
+    text = inventory.render(env, observed, offline=offline)
     changed = inventory.write(path, text)
     if not opts.json:
         console.err.print(f"inventory {path} {'written' if changed else 'unchanged'}")

@@ -22,6 +22,7 @@ class Servers(Kind):
         networks = [index.name("network", p["network"]) or str(p["network"]) for p in raw.get("private_net", [])]
         return {
             "server_type": raw["server_type"]["name"],
+            "memory_gb": raw["server_type"].get("memory"),
             "image": (raw.get("image") or {}).get("name"),
             "location": location,
             "networks": sorted(networks),
