@@ -25,9 +25,17 @@ from nornos_infra.errors import UserError
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS_DIR = ROOT / "secrets"
 
+
+def secrets_dir() -> Path:
+    """secrets/ of this checkout, or $NORNOS_SECRETS_DIR (tests, other checkouts)."""
+    return Path(os.environ.get("NORNOS_SECRETS_DIR", SECRETS_DIR))
+
 # Values every environment has; empty ones are filled by the team (`invoke secrets.edit`).
-GENERATED = ("k3s_token", "postgres_password", "redis_password", "redis_admin_password")
-PROVIDED = ("hcloud_token", "s3_access_key", "s3_secret_key", "slack_webhook_url")
+# db_password_<app>: each app's own PostgreSQL role (names from nornos_infra/kube/generated.py).
+DB_PASSWORDS = tuple("db_password_" + app.replace("-", "_") for app in
+                     ("patient-app", "doctor-app", "agent-service", "shared-data-server", "auth-service"))
+GENERATED = ("k3s_token", "redis_password", "redis_admin_password", "csi_encryption_passphrase", *DB_PASSWORDS)
+PROVIDED = ("hcloud_token", "object_storage_access_key", "object_storage_secret_key", "slack_webhook_url")
 
 
 class Secrets(Mapping[str, str]):
@@ -117,8 +125,9 @@ def generate() -> dict[str, str]:
     return values
 
 
-def init(env: str, directory: Path = SECRETS_DIR, values: dict[str, str] | None = None) -> Path:
+def init(env: str, directory: Path | None = None, values: dict[str, str] | None = None) -> Path:
     """Create secrets/<env>.sops.yaml with fresh random values; never overwrite one."""
+    directory = directory or secrets_dir()
     target = directory / f"{env}.sops.yaml"
     if target.exists():
         raise UserError(f"{target} exists; secrets are never overwritten (edit with `invoke secrets.edit "
@@ -137,7 +146,8 @@ def init(env: str, directory: Path = SECRETS_DIR, values: dict[str, str] | None 
     return target
 
 
-def load(env: str, directory: Path = SECRETS_DIR) -> Secrets:
+def load(env: str, directory: Path | None = None) -> Secrets:
+    directory = directory or secrets_dir()
     target = directory / f"{env}.sops.yaml"
     if not target.exists():
         raise UserError(f"{target} does not exist; create it with `invoke secrets.init --env {env}`")

@@ -31,7 +31,7 @@ def test_init_encrypts_strong_values_and_load_decrypts(tmp_path: Path, keyfile: 
     assert loaded["backup_age_recipient"].startswith("age1")
     assert loaded["hcloud_token"] == ""
     assert len({loaded[n] for n in secrets.GENERATED}) == len(secrets.GENERATED)
-    assert "***" in repr(loaded) and loaded["postgres_password"] not in repr(loaded)
+    assert "***" in repr(loaded) and loaded["redis_password"] not in repr(loaded)
     assert (directory / ".sops.yaml").read_text().count("age1") == 1
 
 

@@ -1,0 +1,26 @@
+"""Every role, in runbook order: ``pyinfra inventories/dev.py deploys/all.py``.
+
+base -> firewall -> postgres -> redis -> backups -> k3s servers -> k3s agents -> manifests.
+Each role also runs alone: ``pyinfra inventories/dev.py deploys/postgres.py`` (or
+``--limit postgres`` here).
+"""
+
+from pyinfra import host
+
+from nornos_infra.roles import backups, base, firewall, k3s, manifests, postgres, redis
+
+base.base()
+firewall.firewall()
+if "postgres" in host.groups:
+    postgres.postgresql()
+if "redis" in host.groups:
+    redis.redis()
+if "postgres" in host.groups:
+    backups.postgres_backups()
+if "redis" in host.groups:
+    backups.redis_backups()
+if "k3s_servers" in host.groups:
+    k3s.k3s_server()
+if "k3s_agents" in host.groups:
+    k3s.k3s_agent()
+manifests.manifests()

@@ -1,0 +1,10 @@
+"""Backups alone: pyinfra inventories/<env>.py deploys/backups.py"""
+
+from pyinfra import host
+
+from nornos_infra.roles import backups
+
+if "postgres" in host.groups:
+    backups.postgres_backups()
+if "redis" in host.groups:
+    backups.redis_backups()

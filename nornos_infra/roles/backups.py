@@ -1,0 +1,77 @@
+"""backups: a daily pg_dump at 03:00 (custom format, compressed) into
+/mnt/postgres-data/backups, kept 7 days, checked to read back; a restore command; Redis
+snapshots copied daily; when object storage is configured, each copy is encrypted with age
+BEFORE upload over the S3 API (rclone). A failed backup exits non-zero, logs to the journal
+(tag nornos-backup), writes /var/lib/nornos/backup.status and posts to Slack when
+``slack_webhook_url`` is set in the env's secrets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra.api.deploy import deploy
+from pyinfra.context import host
+from pyinfra.operations import apt, files
+
+from nornos_infra import secrets as env_secrets
+from nornos_infra.roles.ops import secret_file
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
+BACKUP_DIR = "/mnt/postgres-data/backups"
+REDIS_BACKUP_DIR = "/var/backups/redis"
+KEEP_DAYS = 7
+
+
+def backup_env(env: str, values: dict[str, str], s3_endpoint: str, s3_bucket: str) -> str:
+    """/etc/nornos/backup.env: what the scripts need; 0600, uploaded without a diff."""
+    lines = {
+        "NORNOS_ENV": env,
+        "BACKUP_AGE_RECIPIENT": values.get("backup_age_recipient", ""),
+        "S3_ENDPOINT": s3_endpoint,
+        "S3_BUCKET": s3_bucket if values.get("object_storage_access_key") else "",
+        "S3_ACCESS_KEY": values.get("object_storage_access_key", ""),
+        "S3_SECRET_KEY": values.get("object_storage_secret_key", ""),
+        "SLACK_WEBHOOK_URL": values.get("slack_webhook_url", ""),
+        "KEEP_DAYS": str(KEEP_DAYS),
+    }
+    return "".join(f"{k}={_quote(v)}\n" for k, v in lines.items())
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _common(role: str) -> None:
+    env = str(host.data.get("env"))
+    loaded = env_secrets.load(env)
+    values = {k: loaded[k] for k in loaded}
+    apt.packages(name="Backup tools (age, rclone)", packages=["age", "rclone", "curl"], update=True,
+                 cache_time=6 * 3600, _retries=3)
+    files.directory(name="Backup settings directory", path="/etc/nornos", mode="700")
+    files.directory(name="Backup status directory", path="/var/lib/nornos", mode="755")
+    secret_file(name="Backup settings (secrets)", path="/etc/nornos/backup.env",
+                content=backup_env(env, values, str(host.data.get("backup_s3_endpoint", "")),
+                                   str(host.data.get("backup_s3_bucket", ""))))
+    files.put(name="Backup helpers", src=str(TEMPLATES / "nornos-backup-lib.sh"),
+              dest="/usr/local/lib/nornos-backup-lib.sh", mode="644")
+
+
+@deploy("Backups: PostgreSQL")
+def postgres_backups() -> None:
+    _common("postgres")
+    files.put(name="pg_dump script", src=str(TEMPLATES / "nornos-pg-backup"), dest="/usr/local/sbin/nornos-pg-backup",
+              mode="755")
+    files.put(name="Restore command", src=str(TEMPLATES / "nornos-pg-restore"),
+              dest="/usr/local/sbin/nornos-pg-restore", mode="755")
+    files.put(name="Daily at 03:00", src=str(TEMPLATES / "cron-nornos-pg-backup"), dest="/etc/cron.d/nornos-backup",
+              mode="644")
+
+
+@deploy("Backups: Redis")
+def redis_backups() -> None:
+    _common("redis")
+    files.put(name="Redis snapshot copy script", src=str(TEMPLATES / "nornos-redis-backup"),
+              dest="/usr/local/sbin/nornos-redis-backup", mode="755")
+    files.put(name="Daily at 03:30", src=str(TEMPLATES / "cron-nornos-redis-backup"),
+              dest="/etc/cron.d/nornos-redis-backup", mode="644")

@@ -1,0 +1,74 @@
+"""base (every host): packages, time sync, unattended security upgrades, SSH hardening,
+journald limits, role sysctls, hostname.
+
+Access decision: root logs in by SSH key only (as Hetzner installs it); passwords and
+keyboard-interactive logins are off for everyone. A deploy user would add a sudo hop
+without adding a boundary: whoever holds the deploy key is root either way.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import logger
+from pyinfra.api.deploy import deploy
+from pyinfra.context import host
+from pyinfra.operations import apt, files, server, systemd
+
+from nornos_infra.roles.facts import InContainer
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
+
+PACKAGES = ["ca-certificates", "curl", "gnupg", "nftables", "unattended-upgrades", "apt-listchanges",
+            "systemd-timesyncd", "cron", "logrotate", "less", "procps"]
+
+# Kernel settings per role; vm.* cannot be set inside a container (localcloud's machines).
+SYSCTLS: dict[str, dict[str, str]] = {
+    "all": {"net.ipv4.tcp_syncookies": "1", "net.ipv4.conf.all.rp_filter": "1",
+            "net.ipv4.conf.all.accept_redirects": "0", "net.ipv4.conf.all.send_redirects": "0",
+            "net.ipv6.conf.all.accept_redirects": "0", "kernel.kptr_restrict": "2"},
+    "k3s_server": {"net.ipv4.ip_forward": "1", "vm.max_map_count": "262144", "fs.inotify.max_user_instances": "512"},
+    "k3s_agent": {"net.ipv4.ip_forward": "1", "vm.max_map_count": "262144", "fs.inotify.max_user_instances": "512"},
+    "postgres": {"vm.swappiness": "10", "vm.overcommit_memory": "2", "vm.overcommit_ratio": "80"},
+    "redis": {"vm.overcommit_memory": "1", "net.core.somaxconn": "1024"},
+}
+
+
+def sysctls_for(role: str) -> dict[str, str]:
+    return {**SYSCTLS["all"], **SYSCTLS.get(role, {})}
+
+
+@deploy("Base")
+def base() -> None:
+    role = str(host.data.get("role", ""))
+    in_container = host.get_fact(InContainer)
+    server.hostname(name="Set the hostname", hostname=host.name)
+    apt.packages(name="Install base packages", packages=PACKAGES, update=True, cache_time=6 * 3600,
+                 _retries=3)
+
+    files.put(name="Unattended security upgrades", src=str(TEMPLATES / "20auto-upgrades"),
+              dest="/etc/apt/apt.conf.d/20auto-upgrades", mode="644")
+    if in_container:
+        logger.info(f"{host.name}: time sync not applicable in a container (the machine's clock is used)")
+    else:
+        systemd.service(name="Time sync", service="systemd-timesyncd", running=True, enabled=True)
+
+    sshd = files.template(name="SSH: keys only, no passwords", src=str(TEMPLATES / "sshd_nornos.conf.j2"),
+                          dest="/etc/ssh/sshd_config.d/50-nornos.conf", mode="644")
+    server.shell(name="SSH: check the configuration", commands=["sshd -t"], _if=sshd.did_change)
+    systemd.service(name="SSH: reload", service="ssh", reloaded=True, _if=sshd.did_change)
+
+    journald = files.put(name="journald limits", src=str(TEMPLATES / "journald_nornos.conf"),
+                         dest="/etc/systemd/journald.conf.d/50-nornos.conf", mode="644", create_remote_dir=True)
+    systemd.service(name="journald: restart", service="systemd-journald", restarted=True, _if=journald.did_change)
+
+    wanted = sysctls_for(role)
+    applicable = {k: v for k, v in wanted.items() if not (in_container and k.startswith("vm."))}
+    skipped = sorted(set(wanted) - set(applicable))
+    if skipped:
+        logger.info(f"{host.name}: sysctls not applicable in a container: {', '.join(skipped)}")
+    content = "".join(f"{k} = {v}\n" for k, v in sorted(applicable.items()))
+    conf = files.put(name="Role sysctls", src=StringIO(f"# managed by nornos-infra (role {role})\n" + content),
+                     dest="/etc/sysctl.d/60-nornos.conf", mode="644")
+    server.shell(name="Apply sysctls", commands=["sysctl -q -p /etc/sysctl.d/60-nornos.conf"], _if=conf.did_change)

@@ -1,0 +1,171 @@
+"""k3s servers and agents on the private network, at the pinned version.
+
+- Binary: ``k3s_binary_path`` (a file on the machine running pyinfra, for air-gapped
+  installs) is checked and uploaded; otherwise the release binary is downloaded on the host
+  and verified against the release's sha256sum file (or a pinned checksum when one is
+  set). A failed download or checksum fails the deploy. Where the inventory says the hosts
+  are offline (localcloud) and no binary file is given, the role says
+  "k3s skipped: no binary" once per host and does nothing else.
+- Config: /etc/rancher/k3s/config.yaml per node; the first server (lowest name) runs
+  ``cluster-init``, the other servers and the agents join it over the private network;
+  ``node-ip`` and ``flannel-iface`` are the private ones; the external Hetzner cloud
+  controller replaces k3s's own (``disable-cloud-controller``, ``cloud-provider=external``,
+  no servicelb); secrets are encrypted at rest; Pod Security ``restricted`` is the default
+  (kube-system exempt); the agent pool is labelled and tainted.
+- The token reaches the host as a secret file (never in a diff); k3s restarts only when its
+  binary, config or token changed, one node at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyinfra import logger
+from pyinfra.api.deploy import deploy
+from pyinfra.api.exceptions import OperationError
+from pyinfra.context import host, inventory
+from pyinfra.facts.files import Sha256File
+from pyinfra.facts.server import Command
+from pyinfra.operations import files, server, systemd
+
+from nornos_infra import secrets as env_secrets
+from nornos_infra.kube.versions import K3S_VERSION
+from nornos_infra.roles.ops import secret_file
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
+BINARY = "/usr/local/bin/k3s"
+RELEASES = "https://github.com/k3s-io/k3s/releases/download"
+# Checksums pinned in the repository win over the release's own sha256sum file. None could be
+# read offline when K3S_VERSION was chosen; add the release's figure here when bumping it.
+K3S_SHA256: dict[str, str] = {}
+
+
+def first_server() -> str:
+    names = sorted(h.name for h in inventory.get_group("k3s_servers"))
+    if not names:
+        raise OperationError("the inventory has no k3s_servers")
+    return names[0]
+
+
+def server_url(data: Any) -> str:
+    """Joining nodes talk to the first server's private address (the LB's when kube_api is on)."""
+    target = data.get("k3s_join_address") or inventory.get_host(first_server()).data.get("private_ip")
+    return f"https://{target}:6443"
+
+
+def node_config(data: Any, name: str, role: str, flannel_iface: str) -> dict[str, Any]:
+    """The k3s config.yaml of one node (documented k3s options only)."""
+    private_ip = data.get("private_ip")
+    config: dict[str, Any] = {
+        "token-file": "/etc/rancher/k3s/token",
+        "node-ip": private_ip,
+        "flannel-iface": flannel_iface,
+        "kubelet-arg": ["cloud-provider=external"],
+        "node-label": [f"nornos.io/pool={data.get('pool')}"],
+    }
+    taints = list(data.get("k3s_taints") or [])
+    if taints:
+        config["node-taint"] = taints
+    if role == "k3s_server":
+        sans = [a for a in (data.get("lb_public_ipv4"), data.get("lb_private_ip"), data.get("public_ipv4"),
+                            private_ip) if a]
+        config.update({
+            "advertise-address": private_ip,
+            "tls-san": sans,
+            "disable-cloud-controller": True,
+            # the Hetzner LB fronts the cluster and the CSI driver's encrypted class is the default
+            "disable": ["servicelb", "local-storage"],
+            "secrets-encryption": True,
+            "write-kubeconfig-mode": "0600",
+            "kube-apiserver-arg": ["admission-control-config-file=/etc/rancher/k3s/psa.yaml"],
+        })
+        if name == first_server():
+            config["cluster-init"] = True
+        else:
+            config["server"] = server_url(data)
+    else:
+        config["server"] = server_url(data)
+    return config
+
+
+def _binary_source() -> str | None:
+    """'file' (air-gapped upload), 'download', or None (offline and no file: skip)."""
+    if host.data.get("k3s_binary_path"):
+        return "file"
+    if host.data.get("offline"):
+        return None
+    return "download"
+
+
+def _install_binary(source: str) -> Any:
+    pinned = K3S_SHA256.get("amd64")
+    if source == "file":
+        local = Path(str(host.data.get("k3s_binary_path"))).expanduser()
+        if not local.is_file():
+            raise OperationError(f"k3s_binary_path {local} is not a file")
+        digest = hashlib.sha256(local.read_bytes()).hexdigest()
+        if pinned and digest != pinned:
+            raise OperationError(f"{local}: sha256 {digest} is not the pinned {K3S_VERSION} checksum {pinned}")
+        return files.put(name=f"k3s {K3S_VERSION} binary (air-gapped)", src=str(local), dest=BINARY, mode="755")
+    current = host.get_fact(Sha256File, path=BINARY)
+    installed = host.get_fact(Command, command=f"{BINARY} --version 2>/dev/null | head -1 || true") or ""
+    if K3S_VERSION in str(installed) and current:
+        return None  # the pinned version is in place
+    check = (f"echo '{pinned}  k3s' | sha256sum -c -" if pinned else
+             f"curl -fsSL --retry 3 {RELEASES}/{K3S_VERSION.replace('+', '%2B')}/sha256sum-amd64.txt"
+             " | grep -E ' k3s$' | sha256sum -c -")
+    return server.shell(name=f"Download k3s {K3S_VERSION} and verify its checksum", commands=[
+        "set -e; d=$(mktemp -d); cd $d",
+        f"curl -fsSL --retry 3 -o k3s {RELEASES}/{K3S_VERSION.replace('+', '%2B')}/k3s",
+        check,
+        f"install -m 755 k3s {BINARY}; cd /; rm -rf $d",
+    ])
+
+
+def _k3s(role: str) -> None:
+    source = _binary_source()
+    if source is None:
+        logger.warning(f"{host.name}: k3s skipped: no binary (the hosts are offline; set k3s_binary_path to an "
+                       f"air-gapped k3s {K3S_VERSION} binary to install it)")
+        return
+    private_ip = host.data.get("private_ip")
+    iface = host.get_fact(Command, command=f"ip -o -4 addr show | awk '$4 ~ /^{private_ip}\\// {{print $2}}'")
+    if not iface:
+        raise OperationError(f"{host.name}: no interface holds the private address {private_ip}")
+    values = env_secrets.load(str(host.data.get("env")))
+    binary = _install_binary(source)
+    files.directory(name="k3s config directory", path="/etc/rancher/k3s", mode="700")
+    token = secret_file(name="k3s token", path="/etc/rancher/k3s/token", content=values["k3s_token"] + "\n")
+    config = files.put(name="k3s config.yaml", dest="/etc/rancher/k3s/config.yaml", mode="600",
+                       src=_text(yaml.safe_dump(node_config(host.data, host.name, role, str(iface).strip()),
+                                                sort_keys=True)))
+    psa = None
+    if role == "k3s_server":
+        psa = files.put(name="Pod Security: restricted by default", src=str(TEMPLATES / "k3s-psa.yaml"),
+                        dest="/etc/rancher/k3s/psa.yaml", mode="600")
+    unit = files.template(name="k3s systemd unit", src=str(TEMPLATES / "k3s.service.j2"),
+                          dest="/etc/systemd/system/k3s.service", mode="644",
+                          mode_arg="server" if role == "k3s_server" else "agent")
+    changed = [op for op in (binary, token, config, unit, psa) if op is not None]
+    systemd.service(name="k3s enabled and running", service="k3s", enabled=True, running=True)
+    systemd.service(name="k3s: restart on change, one node at a time", service="k3s", restarted=True,
+                    daemon_reload=True, _serial=True, _if=lambda: any(op.did_change() for op in changed))
+
+
+def _text(text: str) -> Any:
+    from io import StringIO
+
+    return StringIO(text)
+
+
+@deploy("k3s server")
+def k3s_server() -> None:
+    _k3s("k3s_server")
+
+
+@deploy("k3s agent")
+def k3s_agent() -> None:
+    _k3s("k3s_agent")

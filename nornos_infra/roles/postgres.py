@@ -1,0 +1,112 @@
+"""postgres: the data volume (formatted only when blank), PostgreSQL on it, reachable only
+from the k3s nodes over the private network, TLS and scram-sha-256 required, one database
+and role per app (the apps' URLs say sslmode=require).
+
+pyinfra's postgres.role compares keys its fact does not return and re-sets any password on
+every run (pyinfra-notes.md), so roles and passwords are handled here with facts and
+guarded SQL: a second run changes nothing, and only a SCRAM verifier (never the password)
+is sent to the host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pyinfra.api.deploy import deploy
+from pyinfra.api.exceptions import OperationError
+from pyinfra.context import host
+from pyinfra.facts.postgres import PostgresDatabases, PostgresRoles
+from pyinfra.facts.server import Command
+from pyinfra.operations import apt, files, postgres, server, systemd
+
+from nornos_infra import secrets as env_secrets
+from nornos_infra.kube.generated import DB_APPS
+from nornos_infra.roles import scram, sizing
+from nornos_infra.roles.facts import FilesystemType, MemoryMb, PostgresPasswordVerifier
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
+PG_VERSION = "15"  # Debian 12's PostgreSQL
+MOUNT = "/mnt/postgres-data"
+DATA_DIR = f"{MOUNT}/pgdata"
+# one role and one database per app, both named after it (least privilege between apps)
+APPS = tuple(app.replace("-", "_") for app in DB_APPS)
+CONF_DIR = f"/etc/postgresql/{PG_VERSION}/main"
+
+
+def hba_entries(k3s_nodes: list[str]) -> list[str]:
+    return [f"{ip}/32" for ip in sorted(k3s_nodes, key=ipaddress.ip_address)]
+
+
+@deploy("PostgreSQL")
+def postgresql() -> None:
+    device = host.data.get("volume_device")
+    private_ip = host.data.get("private_ip")
+    if not device or not private_ip:
+        raise OperationError(f"{host.name}: the inventory has no volume_device/private_ip; run provision.py")
+    values = env_secrets.load(str(host.data.get("env")))
+
+    apt.packages(name="Install PostgreSQL", packages=[f"postgresql-{PG_VERSION}", "postgresql-client"],
+                 update=True, cache_time=6 * 3600, _retries=3)
+
+    filesystem = host.get_fact(FilesystemType, device=device)
+    if filesystem is None:
+        raise OperationError(f"{host.name}: volume {device} is not attached; run provision.py")
+    if filesystem == "":
+        # checked again on the host right before mkfs: never format a volume that holds data
+        server.shell(name="Format the blank data volume",
+                     commands=[f"blkid -p {device} >/dev/null 2>&1 || mkfs.ext4 -q -L pgdata {device}"])
+    elif filesystem not in ("ext4", "xfs"):
+        raise OperationError(f"{host.name}: {device} holds a {filesystem} filesystem; not touching it")
+    fs_type = filesystem or "ext4"
+    files.line(name="Mount the volume through fstab", path="/etc/fstab", line=f"^{device} ",
+               replace=f"{device} {MOUNT} {fs_type} defaults,nofail,discard 0 2")
+    files.directory(name="Mount point", path=MOUNT, mode="755")
+    server.shell(name="Mount the data volume", commands=[f"mountpoint -q {MOUNT} || mount {MOUNT}"],
+                 _if=lambda: not _mounted())
+    files.directory(name="Data directory", path=DATA_DIR, user="postgres", group="postgres", mode="700")
+
+    clusters = host.get_fact(Command, command="pg_lsclusters -h 2>/dev/null || true") or ""
+    if f" {DATA_DIR} " not in f" {clusters} ":
+        server.shell(name="Move the cluster onto the volume", commands=[
+            # the package's default cluster is dropped only while it holds no application database
+            f"if pg_lsclusters -h | grep -q '^{PG_VERSION} main '; then "
+            f"n=$(runuser -u postgres -- psql -tAc \"select count(*) from pg_database where not datistemplate "
+            f"and datname <> 'postgres'\" 2>/dev/null || echo 0); [ \"$n\" = 0 ] || "
+            f"{{ echo 'the default cluster holds databases; refusing to drop it' >&2; exit 1; }}; "
+            f"pg_dropcluster --stop {PG_VERSION} main; fi",
+            f"pg_createcluster {PG_VERSION} main -d {DATA_DIR} -- --auth-local=peer --auth-host=scram-sha-256",
+        ])
+
+    memory = sizing.effective_mb(host.get_fact(MemoryMb), host.data.get("memory_mb"))
+    conf = files.template(name="PostgreSQL settings", src=str(TEMPLATES / "postgresql.conf.j2"),
+                          dest=f"{CONF_DIR}/conf.d/50-nornos.conf", create_remote_dir=True,
+                          user="postgres", group="postgres", mode="644", private_ip=private_ip,
+                          settings=sizing.postgres_settings(memory))
+    nodes = list(host.data.get("k3s_node_private_ips") or [])
+    hba = files.template(name="pg_hba: the k3s nodes only", src=str(TEMPLATES / "pg_hba.conf.j2"),
+                         dest=f"{CONF_DIR}/pg_hba.conf", user="postgres", group="postgres", mode="640",
+                         apps=APPS, sources=hba_entries(nodes))
+    systemd.service(name="PostgreSQL running", service=f"postgresql@{PG_VERSION}-main", running=True,
+                    enabled=True, restarted=conf.did_change)
+    systemd.service(name="PostgreSQL: reload pg_hba", service=f"postgresql@{PG_VERSION}-main", reloaded=True,
+                    _if=lambda: hba.did_change() and not conf.did_change())
+
+    roles = host.get_fact(PostgresRoles, _su_user="postgres") or {}
+    databases = host.get_fact(PostgresDatabases, _su_user="postgres") or {}
+    for app in APPS:
+        password = values[f"db_password_{app}"]
+        if app not in roles:
+            postgres.sql(name=f"Create role {app}", sql=f"CREATE ROLE {app} LOGIN", _su_user="postgres")
+        stored = host.get_fact(PostgresPasswordVerifier, role=app)
+        if not scram.matches(password, stored):
+            postgres.sql(name=f"Set the password of {app} (SCRAM verifier only)", _su_user="postgres",
+                         sql=f"ALTER ROLE {app} PASSWORD '{scram.verifier(password)}'")
+        if app not in databases:
+            postgres.sql(name=f"Create database {app}", sql=f"CREATE DATABASE {app} OWNER {app}",
+                         _su_user="postgres")
+
+
+def _mounted() -> bool:
+    output = host.get_fact(Command, command=f"mountpoint -q {MOUNT} && echo yes || echo no")
+    return str(output).strip() == "yes"

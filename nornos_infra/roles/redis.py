@@ -1,0 +1,56 @@
+"""redis: private IP only, protected mode, ACL users whose passwords are stored as SHA-256
+hashes, maxmemory sized from the server with volatile-lru, AOF persistence, debug and
+module commands off, FLUSHALL/FLUSHDB renamed away.
+
+volatile-lru evicts only keys with a TTL (cache entries and sessions both carry one), so
+keys the apps keep without a TTL are never thrown out under memory pressure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pyinfra.api.deploy import deploy
+from pyinfra.api.exceptions import OperationError
+from pyinfra.context import host
+from pyinfra.operations import apt, files, systemd
+
+from nornos_infra import secrets as env_secrets
+from nornos_infra.roles import sizing
+from nornos_infra.roles.facts import MemoryMb
+from nornos_infra.roles.ops import secret_file
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
+APP_USER = "nornos_app"
+ADMIN_USER = "nornos_admin"
+
+
+def acl_file(app_password: str, admin_password: str) -> str:
+    """users.acl: the default user off; passwords only as #sha256 (Redis ACL syntax)."""
+    def digest(password: str) -> str:
+        return hashlib.sha256(password.encode()).hexdigest()
+
+    return (f"user default off\n"
+            f"user {APP_USER} on #{digest(app_password)} ~* &* +@all -@dangerous\n"
+            f"user {ADMIN_USER} on #{digest(admin_password)} ~* &* +@all\n")
+
+
+@deploy("Redis")
+def redis() -> None:
+    private_ip = host.data.get("private_ip")
+    if not private_ip:
+        raise OperationError(f"{host.name}: the inventory has no private_ip; run provision.py")
+    values = env_secrets.load(str(host.data.get("env")))
+    apt.packages(name="Install Redis", packages=["redis-server", "redis-tools"], update=True,
+                 cache_time=6 * 3600, _retries=3)
+    memory = sizing.effective_mb(host.get_fact(MemoryMb), host.data.get("memory_mb"))
+    conf = files.template(name="Redis settings", src=str(TEMPLATES / "redis.conf.j2"), dest="/etc/redis/redis.conf",
+                          user="redis", group="redis", mode="640", private_ip=private_ip,
+                          maxmemory_mb=sizing.redis_maxmemory_mb(memory))
+    acl = secret_file(name="Redis ACL users (hashed passwords)", path="/etc/redis/users.acl",
+                      content=acl_file(values["redis_password"], values["redis_admin_password"]),
+                      mode="640", user="redis", group="redis")
+    systemd.service(name="Redis running", service="redis-server", running=True, enabled=True)
+    systemd.service(name="Redis: restart on new settings", service="redis-server", restarted=True,
+                    _if=lambda: conf.did_change() or acl.did_change())

@@ -1,0 +1,316 @@
+"""A small fake Kubernetes API server for the apply tests (no real API server can run here).
+
+It implements just what the kubernetes client's DynamicClient and our apply step use: discovery
+(/version, /api, /apis, resource lists), GET, LIST with labelSelector, server-side apply (PATCH
+application/apply-patch+yaml with fieldManager, force and dryRun=All), DELETE, CRD status
+Established, and Deployment status driven by the test (ready, stuck, failed). Every request is
+recorded (method, path, query, content type) so tests assert order and parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+# (group, version, plural, kind, namespaced)
+BUILTIN = [
+    ("", "v1", "namespaces", "Namespace", False), ("", "v1", "serviceaccounts", "ServiceAccount", True),
+    ("", "v1", "secrets", "Secret", True), ("", "v1", "configmaps", "ConfigMap", True),
+    ("", "v1", "services", "Service", True), ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
+    ("apps", "v1", "deployments", "Deployment", True), ("apps", "v1", "statefulsets", "StatefulSet", True),
+    ("apps", "v1", "daemonsets", "DaemonSet", True),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True),
+    ("networking.k8s.io", "v1", "ingresses", "Ingress", True),
+    ("storage.k8s.io", "v1", "storageclasses", "StorageClass", False),
+    ("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False),
+    # k3s ships the HelmChart CRD itself
+    ("helm.cattle.io", "v1", "helmcharts", "HelmChart", True),
+]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    content_type: str
+    body: Any = None
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+
+@dataclass
+class State:
+    resources: list[tuple[str, str, str, str, bool]] = field(default_factory=lambda: list(BUILTIN))
+    objects: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)  # group, plural, ns, name
+    requests: list[Request] = field(default_factory=list)
+    rollout: str = "ready"          # ready | stuck | deadline
+    crd_established_after: int = 0  # GETs of a CRD before it reports Established
+    crd_gets: dict[str, int] = field(default_factory=dict)
+    reject: set[str] = field(default_factory=set)  # names whose apply fails with 422 Invalid
+    version: int = 0
+    # what helm-controller would install when a HelmChart is applied: chart name -> CRD kinds it brings
+    charts: dict[str, list[tuple[str, str, str, str, bool]]] = field(default_factory=lambda: {
+        "cert-manager": [("cert-manager.io", "v1", "clusterissuers", "ClusterIssuer", False)]})
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason,
+            "code": code}
+
+
+def _matches(labels: dict[str, str], selector: str | None) -> bool:
+    if not selector:
+        return True
+    for term in selector.split(","):
+        key, _, value = term.partition("=")
+        if labels.get(key) != value:
+            return False
+    return True
+
+
+class Handler(BaseHTTPRequestHandler):
+    state: State
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _record(self) -> Request:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        req = Request(self.command, url.path, parse_qs(url.query), self.headers.get("Content-Type", ""), body)
+        with self.state.lock:
+            self.state.requests.append(req)
+        return req
+
+    def do_GET(self) -> None:
+        self._handle(self._record())
+
+    def do_PATCH(self) -> None:
+        self._handle(self._record())
+
+    def do_DELETE(self) -> None:
+        self._handle(self._record())
+
+    # --- routing --------------------------------------------------------------------------------------
+
+    def _handle(self, req: Request) -> None:
+        st = self.state
+        parts = [p for p in req.path.split("/") if p]
+        with st.lock:
+            if req.path == "/version":
+                return self._send(200, {"major": "1", "minor": "35", "gitVersion": "v1.35.0+k3s3"})
+            if req.path == "/api":
+                return self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
+            if req.path == "/apis":
+                groups: dict[str, str] = {}
+                for g, v, *_ in st.resources:
+                    if g:
+                        groups[g] = v
+                return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                    {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
+                     "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v}}
+                    for g, v in sorted(groups.items())]})
+            if parts[0] == "api":
+                group, version, rest = "", parts[1], parts[2:]
+            else:
+                group, version, rest = parts[1], parts[2] if len(parts) > 2 else "", parts[3:]
+            if not rest:
+                listed = [r for r in st.resources if r[0] == group and r[1] == version]
+                if not listed:
+                    return self._send(404, _status(404, "NotFound", "could not find the requested resource"))
+                return self._send(200, {"kind": "APIResourceList", "groupVersion": f"{group}/{version}".lstrip("/"),
+                                        "resources": [{"name": p, "singularName": k.lower(), "namespaced": ns,
+                                                       "kind": k, "verbs": ["get", "list", "patch", "delete"]}
+                                                      for _, _, p, k, ns in listed]})
+            ns = ""
+            if rest[0] == "namespaces" and len(rest) >= 3:
+                ns, rest = rest[1], rest[2:]
+            plural, name = rest[0], rest[1] if len(rest) > 1 else ""
+            spec = next((r for r in st.resources if r[0] == group and r[1] == version and r[2] == plural), None)
+            if spec is None:
+                return self._send(404, _status(404, "NotFound", f"no resource {plural}"))
+            if req.method == "GET" and not name:
+                return self._list(group, version, spec, ns, req)
+            key = (group, plural, ns, name)
+            if req.method == "GET":
+                return self._get(key, spec)
+            if req.method == "PATCH":
+                return self._apply(key, spec, req)
+            if req.method == "DELETE":
+                if key not in st.objects:
+                    return self._send(404, _status(404, "NotFound", f"{plural} {name} not found"))
+                if req.param("dryRun") != "All":
+                    del st.objects[key]
+                return self._send(200, {"kind": "Status", "status": "Success"})
+        return self._send(405, _status(405, "MethodNotAllowed", req.method))
+
+    def _list(self, group: str, version: str, spec: tuple[str, str, str, str, bool], ns: str, req: Request) -> None:
+        items = [copy.deepcopy(o) for (g, p, n, _), o in sorted(self.state.objects.items())
+                 if g == group and p == spec[2] and (not ns or n == ns)
+                 and _matches(o["metadata"].get("labels") or {}, req.param("labelSelector"))]
+        for item in items:
+            item.pop("apiVersion", None)
+            item.pop("kind", None)
+        self._send(200, {"kind": f"{spec[3]}List", "apiVersion": f"{group}/{version}".lstrip("/"),
+                         "metadata": {"resourceVersion": str(self.state.version)}, "items": items})
+
+    def _get(self, key: tuple[str, str, str, str], spec: tuple[str, str, str, str, bool]) -> None:
+        obj = self.state.objects.get(key)
+        if obj is None:
+            return self._send(404, _status(404, "NotFound", f"{spec[2]} \"{key[3]}\" not found"))
+        obj = copy.deepcopy(obj)
+        if spec[3] == "CustomResourceDefinition":
+            seen = self.state.crd_gets[key[3]] = self.state.crd_gets.get(key[3], 0) + 1
+            if seen > self.state.crd_established_after:
+                obj["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
+        if spec[3] == "Deployment":
+            obj["status"] = self._deployment_status(obj)
+        self._send(200, obj)
+
+    def _deployment_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+        gen = obj["metadata"]["generation"]
+        replicas = obj["spec"].get("replicas", 1)
+        if self.state.rollout == "ready":
+            return {"observedGeneration": gen, "replicas": replicas, "updatedReplicas": replicas,
+                    "availableReplicas": replicas, "readyReplicas": replicas}
+        status: dict[str, Any] = {"observedGeneration": gen, "replicas": replicas, "updatedReplicas": replicas,
+                                  "availableReplicas": 0}
+        if self.state.rollout == "deadline":
+            status["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                                     "message": "ReplicaSet has timed out progressing."}]
+        return status
+
+    def _apply(self, key: tuple[str, str, str, str], spec: tuple[str, str, str, str, bool], req: Request) -> None:
+        st = self.state
+        if req.content_type != "application/apply-patch+yaml":
+            return self._send(415, _status(415, "UnsupportedMediaType", req.content_type))
+        if not req.param("fieldManager"):
+            return self._send(422, _status(422, "Invalid", "fieldManager is required for apply requests"))
+        body = req.body or {}
+        if key[3] in st.reject:
+            return self._send(422, _status(422, "Invalid", f"{spec[3]} \"{key[3]}\" is invalid: spec: Required value"))
+        if spec[4] and key[2] and ("", "namespaces", "", key[2]) not in st.objects:
+            return self._send(404, _status(404, "NotFound", f"namespaces \"{key[2]}\" not found"))
+        live = st.objects.get(key)
+        merged = copy.deepcopy(body)
+        meta = merged.setdefault("metadata", {})
+        if spec[4]:
+            meta["namespace"] = key[2]
+        if spec[3] == "Secret" and "stringData" in merged:
+            merged.setdefault("data", {}).update({k: base64.b64encode(v.encode()).decode()
+                                                  for k, v in merged.pop("stringData").items()})
+        if spec[3] == "Deployment":
+            merged["spec"].setdefault("replicas", (live or {}).get("spec", {}).get("replicas", 1))
+        unchanged = live is not None and {k: v for k, v in live.items() if k != "metadata"} == {
+            k: v for k, v in merged.items() if k != "metadata"} and live["metadata"].get("labels") == meta.get(
+            "labels") and live["metadata"].get("annotations") == meta.get("annotations")
+        if live is not None:
+            meta["uid"] = live["metadata"]["uid"]
+            meta["creationTimestamp"] = live["metadata"]["creationTimestamp"]
+            meta["generation"] = live["metadata"]["generation"] + (0 if unchanged else 1)
+            meta["resourceVersion"] = live["metadata"]["resourceVersion"]
+        else:
+            meta["uid"] = f"uid-{key[3]}"
+            meta["creationTimestamp"] = "2026-01-01T00:00:00Z"
+            meta["generation"] = 1
+        if not unchanged:
+            meta["resourceVersion"] = str(st.version + 1)
+        meta["managedFields"] = [{"manager": req.param("fieldManager"), "operation": "Apply"}]
+        if req.param("dryRun") != "All":
+            if not unchanged:
+                st.version += 1
+            st.objects[key] = merged
+            if spec[3] == "CustomResourceDefinition":
+                self._serve(merged)
+            if spec[3] == "HelmChart":
+                for group, version, plural, kind, namespaced in st.charts.get(key[3], []):
+                    self._serve({"metadata": {"name": f"{plural}.{group}"}, "spec": {
+                        "group": group, "names": {"plural": plural, "kind": kind},
+                        "scope": "Namespaced" if namespaced else "Cluster", "versions": [{"name": version}]}},
+                        store=True)
+        self._send(200 if live else 201, merged)
+
+
+    def _serve(self, crd: dict[str, Any], store: bool = False) -> None:
+        """A CRD's kind becomes discoverable (as the apiserver does once the CRD is created)."""
+        spec = crd["spec"]
+        for v in spec["versions"]:
+            entry = (spec["group"], v["name"], spec["names"]["plural"], spec["names"]["kind"],
+                     spec.get("scope") == "Namespaced")
+            if entry not in self.state.resources:
+                self.state.resources.append(entry)
+        if store:
+            crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", **crd}
+            crd["metadata"].update({"uid": "uid-crd", "resourceVersion": "1", "generation": 1,
+                                    "creationTimestamp": "2026-01-01T00:00:00Z"})
+            self.state.objects[("apiextensions.k8s.io", "customresourcedefinitions", "",
+                                crd["metadata"]["name"])] = crd
+
+
+class FakeKube:
+    """Runs the fake API on 127.0.0.1 (a free port) in a thread; ``state`` holds objects and requests."""
+
+    def __init__(self) -> None:
+        self.state = State()
+        handler = type("BoundHandler", (Handler,), {"state": self.state})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        for ns in ("default", "kube-system"):  # what every cluster has
+            self.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, "", "namespaces")
+
+    def __enter__(self) -> FakeKube:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def api_client(self) -> Any:
+        from kubernetes import client
+
+        conf = client.Configuration()
+        conf.host = self.url
+        return client.ApiClient(conf)
+
+    def seed(self, obj: dict[str, Any], group: str, plural: str) -> None:
+        """Put an object in the store as if someone had applied it before."""
+        meta = obj["metadata"]
+        stored = copy.deepcopy(obj)
+        stored["metadata"].update({"uid": f"uid-{meta['name']}", "resourceVersion": "1", "generation": 1,
+                                   "creationTimestamp": "2025-12-01T00:00:00Z"})
+        self.state.objects[(group, plural, meta.get("namespace", ""), meta["name"])] = stored
+
+    def add_kind(self, group: str, version: str, plural: str, kind: str, namespaced: bool) -> None:
+        with self.state.lock:
+            self.state.resources.append((group, version, plural, kind, namespaced))
+
+    def writes(self) -> list[Request]:
+        return [r for r in self.state.requests if r.method in ("PATCH", "DELETE")]
