@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-echo "== ruff"; .venv/bin/ruff check localcloud nornos_infra tests benchmarks tasks.py provision.py
+echo "== ruff"; .venv/bin/ruff check localcloud nornos_infra deploys tests benchmarks tasks.py provision.py
 echo "== mypy"; .venv/bin/mypy localcloud nornos_infra
 echo "== pytest"; .venv/bin/pytest -p no:cacheprovider "$@"
