@@ -78,6 +78,7 @@ def render(spec: EnvSpec, observed: list[Observed], offline: bool = False) -> st
         # for the host firewalls: who may SSH in, and which ports the load balancer forwards
         "admin_cidrs": sorted(str(c) for c in spec.admin_cidrs),
         "lb_service_ports": sorted(set(spec.load_balancer.services)) if spec.load_balancer else [],
+        "kube_api_via_lb": bool(spec.load_balancer and spec.load_balancer.kube_api),
         "offline": offline,
     }
     _refuse_secrets(common)

@@ -26,7 +26,7 @@ import yaml
 from pyinfra import logger
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
-from pyinfra.context import host, inventory
+from pyinfra.context import host
 from pyinfra.facts.files import Sha256File
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
@@ -44,7 +44,7 @@ K3S_SHA256: dict[str, str] = {}
 
 
 def first_server() -> str:
-    names = sorted(h.name for h in inventory.get_group("k3s_servers"))
+    names = sorted(h.name for h in host.inventory.get_group("k3s_servers"))
     if not names:
         raise OperationError("the inventory has no k3s_servers")
     return names[0]
@@ -52,7 +52,7 @@ def first_server() -> str:
 
 def server_url(data: Any) -> str:
     """Joining nodes talk to the first server's private address (the LB's when kube_api is on)."""
-    target = data.get("k3s_join_address") or inventory.get_host(first_server()).data.get("private_ip")
+    target = data.get("k3s_join_address") or host.inventory.get_host(first_server()).data.get("private_ip")
     return f"https://{target}:6443"
 
 
@@ -91,7 +91,7 @@ def node_config(data: Any, name: str, role: str, flannel_iface: str) -> dict[str
     return config
 
 
-def _binary_source() -> str | None:
+def binary_source() -> str | None:
     """'file' (air-gapped upload), 'download', or None (offline and no file: skip)."""
     if host.data.get("k3s_binary_path"):
         return "file"
@@ -126,7 +126,7 @@ def _install_binary(source: str) -> Any:
 
 
 def _k3s(role: str) -> None:
-    source = _binary_source()
+    source = binary_source()
     if source is None:
         logger.warning(f"{host.name}: k3s skipped: no binary (the hosts are offline; set k3s_binary_path to an "
                        f"air-gapped k3s {K3S_VERSION} binary to install it)")
@@ -142,15 +142,15 @@ def _k3s(role: str) -> None:
     config = files.put(name="k3s config.yaml", dest="/etc/rancher/k3s/config.yaml", mode="600",
                        src=_text(yaml.safe_dump(node_config(host.data, host.name, role, str(iface).strip()),
                                                 sort_keys=True)))
-    psa = None
-    if role == "k3s_server":
-        psa = files.put(name="Pod Security: restricted by default", src=str(TEMPLATES / "k3s-psa.yaml"),
-                        dest="/etc/rancher/k3s/psa.yaml", mode="600")
+    # called for every node (with _if) so that servers and agents run the same operation sequence
+    is_server = role == "k3s_server"
+    psa = files.put(name="Pod Security: restricted by default (servers)", src=str(TEMPLATES / "k3s-psa.yaml"),
+                    dest="/etc/rancher/k3s/psa.yaml", mode="600", _if=lambda: is_server)
     unit = files.template(name="k3s systemd unit", src=str(TEMPLATES / "k3s.service.j2"),
                           dest="/etc/systemd/system/k3s.service", mode="644",
                           mode_arg="server" if role == "k3s_server" else "agent")
-    changed = [op for op in (binary, token, config, unit, psa) if op is not None]
-    systemd.service(name="k3s enabled and running", service="k3s", enabled=True, running=True)
+    changed = [op for op in (binary, token, config, unit) if op is not None] + ([psa] if is_server else [])
+    systemd.service(name="k3s enabled and running", service="k3s", enabled=True, running=True, _serial=True)
     systemd.service(name="k3s: restart on change, one node at a time", service="k3s", restarted=True,
                     daemon_reload=True, _serial=True, _if=lambda: any(op.did_change() for op in changed))
 

@@ -77,7 +77,8 @@ def test_groups_hosts_and_data(spec: EnvSpec) -> None:
         "env": "dev", "network_cidr": "10.0.0.0/16", "subnet_cidr": "10.0.1.0/24", "lb_public_ipv4": LB_PUBLIC,
         "lb_private_ip": "10.0.1.254", "k3s_server_private_ips": ["10.0.1.2"],
         "k3s_node_private_ips": ["10.0.1.2", "10.0.1.9", "10.0.1.98", "10.0.1.99"],
-        "admin_cidrs": [str(c) for c in spec.admin_cidrs], "lb_service_ports": [80, 443], "offline": False,
+        "admin_cidrs": [str(c) for c in spec.admin_cidrs], "lb_service_ports": [80, 443],
+        "kube_api_via_lb": False, "offline": False,
     }
     assert all(group[1] == data for group in groups.values())
     assert [h[0] for h in groups["k3s_agents"][0]] == ["nornos-dev-agents-1", "nornos-dev-workers-1",
