@@ -1,0 +1,40 @@
+"""``invoke manifests --env dev [--dry-run]``: the apply step outside pyinfra, with everything
+taken from where it lives: addresses from inventories/<env>.py, secrets decrypted from
+secrets/<env>.sops.yaml, the kubeconfig from ``invoke kubeconfig`` (.kube/nornos-<env>.yaml)."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+from nornos_infra import kubeconfig
+from nornos_infra import secrets as env_secrets
+from nornos_infra.errors import UserError
+from nornos_infra.kube.environment import apply_environment
+from nornos_infra.kube.generated import Endpoints
+from nornos_infra.kube.report import Report
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def endpoints_from(inventory_file: Path) -> Endpoints:
+    if not inventory_file.exists():
+        raise UserError(f"{inventory_file} does not exist; run `python provision.py <env>` first")
+    groups = runpy.run_path(str(inventory_file))
+
+    def first_private(group: str) -> str:
+        hosts = groups.get(group, ([], {}))[0]
+        if not hosts:
+            raise UserError(f"{inventory_file} has no {group} host")
+        return str(sorted(hosts)[0][1]["private_ip"])
+
+    return Endpoints(postgres_host=first_private("postgres"), redis_host=first_private("redis"))
+
+
+def apply_from_inventory(env: str, dry_run: bool) -> Report:
+    endpoints = endpoints_from(ROOT / "inventories" / f"{env}.py")
+    config = kubeconfig.local_path(env)
+    if not config.exists():
+        raise UserError(f"{config} does not exist; fetch it with `invoke kubeconfig --env {env}`")
+    values = env_secrets.load(env)
+    return apply_environment(env, config, {k: values[k] for k in values}, endpoints, dry_run=dry_run)
