@@ -18,12 +18,15 @@ STATE = Path(os.environ.get("LOCALCLOUD_STATE", ROOT / ".localcloud"))
 
 
 @task(help={"port": "port to listen on (default 8700)", "profile": "fast or realistic",
-            "time_scale": "multiply action durations", "faults": "fault document (JSON or @file)"})
-def lc_up(c: Context, port: int = 8700, profile: str = "fast", time_scale: float = 1.0, faults: str = "") -> None:
+            "time_scale": "multiply action durations", "faults": "fault document (JSON or @file)",
+            "hosts": "none (API only, default) or nspawn (servers are real Debian machines; root)"})
+def lc_up(c: Context, port: int = 8700, profile: str = "fast", time_scale: float = 1.0, faults: str = "",
+          hosts: str = "none") -> None:
     """Start localcloud in the background (state in .localcloud/)."""
     from localcloud import control
 
-    extra = ["--profile", profile, "--time-scale", str(time_scale)] + (["--faults", faults] if faults else [])
+    extra = ["--profile", profile, "--time-scale", str(time_scale), "--hosts", hosts] + (
+        ["--faults", faults] if faults else [])
     try:
         running = control.up(STATE, port=port, extra=extra)
     except RuntimeError as exc:
@@ -158,7 +161,7 @@ def secrets_edit(c: Context, env: str = "dev") -> None:
     """Edit secrets/<env>.sops.yaml in $EDITOR through sops (decrypted only in memory/tmpfs)."""
     from nornos_infra import secrets
 
-    c.run(f"{secrets.sops_binary()} {secrets.SECRETS_DIR / f'{env}.sops.yaml'}", pty=True,
+    c.run(f"{secrets.sops_binary()} {secrets.secrets_dir() / f'{env}.sops.yaml'}", pty=True,
           env={"SOPS_AGE_KEY_FILE": str(secrets.age_key_file())})
 
 
@@ -176,6 +179,21 @@ def secrets_names(c: Context, env: str = "dev") -> None:
         print(f"{name}: {'set' if loaded[name] else 'EMPTY'}")
 
 
+@task(help={"env": "environment", "key": "SSH private key (default: your agent/keys, or .localcloud's)"})
+def kubeconfig(c: Context, env: str = "dev", key: str = "") -> None:
+    """Fetch the cluster's kubeconfig (context nornos-<env>, mode 0600) from the first k3s server."""
+    from nornos_infra import kubeconfig as kube_config
+    from nornos_infra.errors import UserError
+
+    key_file = Path(key) if key else (STATE / "ssh" / "id_ed25519" if (STATE / "ssh" / "id_ed25519").exists()
+                                      else None)
+    try:
+        path = kube_config.fetch(env, ROOT / "inventories" / f"{env}.py", key_file)
+    except UserError as exc:
+        sys.exit(f"kubeconfig: {exc}")
+    print(f"{path} written; use it with: export KUBECONFIG={path}")
+
+
 secrets_tasks = Collection("secrets")
 secrets_tasks.add_task(secrets_init, "init")
 secrets_tasks.add_task(secrets_edit, "edit")
@@ -186,4 +204,4 @@ localcloud_tasks.add_task(lc_up, "up")
 localcloud_tasks.add_task(lc_down, "down")
 localcloud_tasks.add_task(lc_status, "status")
 localcloud_tasks.add_task(lc_tour, "tour")
-ns = Collection(demo, provision, plan, destroy, lint, test, localcloud_tasks, secrets_tasks)
+ns = Collection(demo, provision, plan, destroy, kubeconfig, lint, test, localcloud_tasks, secrets_tasks)

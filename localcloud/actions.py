@@ -16,6 +16,7 @@ import random
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ log = logging.getLogger("localcloud.actions")
 CompletionHandler = Callable[[Store, Doc, dict[str, Any]], None]
 _COMPLETIONS: dict[str, CompletionHandler] = {}
 _FAILURES: dict[str, CompletionHandler] = {}
+JOB_POLL_SECONDS = 0.05
 
 
 def on_complete(name: str) -> Callable[[CompletionHandler], CompletionHandler]:
@@ -63,6 +65,9 @@ class ActionEngine:
         self.failing: dict[str, float] = {}  # command -> probability of error (fault injection)
         self.rng = random.Random()
         self._due: list[tuple[float, int]] = []
+        # action id -> the hosts job it waits for (--hosts nspawn, see localcloud/hosting.py):
+        # the action stays running until the job is done, and fails when the job fails
+        self.jobs: dict[int, Future[Any]] = {}
         for action in store.all("action"):
             if action["status"] == "running":
                 heapq.heappush(self._due, (float(action["_due"]), int(action["id"])))
@@ -118,6 +123,8 @@ class ActionEngine:
             action = self.store.get("action", ident)
             if action is None or action["status"] != "running":
                 continue
+            if self._waiting(action, now):
+                continue
             try:
                 with self.store.transaction():
                     self._finish(action)
@@ -127,6 +134,23 @@ class ActionEngine:
                 self._fail_broken(ident, now)
             finished += 1
         return finished
+
+    def _waiting(self, action: Doc, now: float) -> bool:
+        """True (and due again shortly) while its hosts job or the action it comes after runs."""
+        ident = int(action["id"])
+        job = self.jobs.get(ident)
+        parent = self.store.get("action", action["_after"]) if action.get("_after") is not None else None
+        if (job is not None and not job.done()) or (parent is not None and parent["status"] == "running"):
+            heapq.heappush(self._due, (now + JOB_POLL_SECONDS, ident))
+            return True
+        if job is not None:
+            del self.jobs[ident]
+            exc = job.exception()
+            if exc is not None:
+                action["_fail"] = {"code": "action_failed", "message": str(exc) or type(exc).__name__}
+            elif isinstance(job.result(), dict):
+                action["_params"].update(job.result())
+        return False
 
     def _fail_broken(self, ident: int, now: float) -> None:
         """Mark an action whose handlers raised as failed (state was rolled back)."""
@@ -181,6 +205,7 @@ class ActionEngine:
 
     def reset(self) -> None:
         self._due.clear()
+        self.jobs.clear()
 
     def render(self, action: Doc) -> Doc:
         """The action as the API shows it (progress computed from the clock)."""

@@ -124,7 +124,8 @@ async def side_health(request: web.Request) -> web.Response:
     s = cloud.settings
     return web.json_response({"status": "ok", "profile": s.profile, "time_scale": s.time_scale,
                               "hosts": s.hosts, "uptime": round(time.time() - cloud.started, 3),
-                              "admin_address": ADMIN_ADDRESS})
+                              "admin_address": ADMIN_ADDRESS,
+                              "machines": len(cloud.host_jobs.hosts.machines) if cloud.host_jobs else None})
 
 
 async def side_requests(request: web.Request) -> web.Response:
@@ -252,6 +253,8 @@ async def side_reset(request: web.Request) -> web.Response:
     """Forget all resources, requests and faults; back to the starting configuration and a
     full rate-limit budget (between tests)."""
     cloud = request.app[CLOUD]
+    if cloud.host_jobs is not None:  # real machines go with their servers
+        await asyncio.to_thread(cloud.host_jobs.destroy_all)
     with cloud.store.lock:
         cloud.store.reset()
         cloud.engine.reset()

@@ -97,6 +97,19 @@ examples:
   python -m localcloud serve --profile realistic --rate-limit 3600
   python -m localcloud serve --time-scale 0 --faults '{"actions": {"create_server": 0.1}}'
 
+real hosts (--hosts nspawn; root on Linux; scripts/hosts-deps.sh installs what it needs):
+  every server is a Debian machine (systemd-nspawn, systemd as init, sshd) in network
+  namespace lc-<server id>: eth0 with its public IPs on bridge lc-pub, where this machine
+  is 198.51.100.1 (the internet and the admin); enp7s0, enp8s0, ... with its private IPs
+  on bridge lc-n<network id> per network (not reachable from this machine). The API's
+  SSH keys go to root; user_data (#cloud-config: ssh_authorized_keys, write_files,
+  packages, package_update/upgrade, runcmd, hostname; or a #! script) runs on first boot,
+  other keys are ignored and named in /var/log/cloud-init-output.log. Packages come
+  through apt-cacher-ng on 198.51.100.1:3142; there is no route to the outside. Images:
+  debian-11/12/13 are debootstrapped once into --hosts-cache (other system images boot
+  debian-12); snapshots copy the machine's disk. Start removes leftovers of a killed
+  run; SIGTERM powers the machines off cleanly. One such localcloud per machine.
+
 exit status: 0 after SIGINT/SIGTERM (state is flushed), 1 when it cannot start (port in
 use, state directory unusable), 2 for bad arguments; errors are one line on stderr."""
 
@@ -134,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=None, help="random seed for fault injection")
     serve.add_argument("--hosts", choices=("none", "nspawn"), default="none",
                        help="none: API only (default); nspawn: servers are real Debian machines (root)")
+    serve.add_argument("--hosts-cache", type=Path, default=Path("/var/cache/localcloud"), metavar="DIR",
+                       help="with --hosts nspawn: image templates (DIR/templates) and the apt proxy's package "
+                            "cache (DIR/apt), kept between runs (default /var/cache/localcloud)")
     serve.add_argument("--port-file", type=Path, default=None, metavar="FILE",
                        help="write {\"port\", \"pid\", \"endpoint\"} here once listening")
     return parser
@@ -157,12 +173,16 @@ def main(argv: list[str] | None = None) -> int:
                         rate_limit=args.rate_limit, limits=limits, faults=args.faults, seed=args.seed,
                         hosts=args.hosts)
     if settings.hosts == "nspawn":
-        print("localcloud: --hosts nspawn is not available yet (issue 3); use --hosts none", file=sys.stderr)
-        return 2
-    return serve(settings, args.port_file)
+        from localcloud.hosts.system import why_unsupported
+
+        reason = why_unsupported()
+        if reason is not None:
+            print(f"localcloud: --hosts nspawn: {reason}; use --hosts none for the API alone", file=sys.stderr)
+            return 1
+    return serve(settings, args.port_file, args.hosts_cache)
 
 
-def serve(settings: Settings, port_file: Path | None) -> int:
+def serve(settings: Settings, port_file: Path | None, hosts_cache: Path | None = None) -> int:
     import asyncio
     import socket
     import sqlite3
@@ -188,6 +208,11 @@ def serve(settings: Settings, port_file: Path | None) -> int:
     except (OSError, sqlite3.Error) as exc:
         print(f"localcloud: cannot use state directory {settings.state_dir}: {exc}", file=sys.stderr)
         return 1
+    if settings.hosts == "nspawn":
+        failure = _start_hosts(cloud, hosts_cache or Path("/var/cache/localcloud"))
+        if failure is not None:
+            print(f"localcloud: cannot start real hosts: {failure}", file=sys.stderr)
+            return 1
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     endpoint = f"http://{host}:{port}/v1"
     if port_file is not None:
@@ -200,9 +225,55 @@ def serve(settings: Settings, port_file: Path | None) -> int:
     print(f"localcloud serving {endpoint} (profile {settings.profile}, time scale {settings.time_scale}, "
           f"state {settings.state_dir or 'in memory'})", flush=True)
     print(f"  export HCLOUD_ENDPOINT={endpoint} HCLOUD_TOKEN={settings.token}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(build_app(cloud), sock))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run(build_app(cloud), sock))
+    finally:
+        _stop_hosts(cloud)
     return 0
+
+
+def _start_hosts(cloud: object, cache: Path) -> str | None:
+    """--hosts nspawn: remove leftovers, public bridge, apt proxy, the debian-12 template (built
+    once, about a minute), then machines for stored servers. None, or why it failed."""
+    from localcloud.api import primary_ips
+    from localcloud.cloud import Cloud
+    from localcloud.hosting import HostJobs, resume
+    from localcloud.hosts.backend import DEFAULT_DATA, Hosts
+    from localcloud.hosts.system import HostError
+
+    assert isinstance(cloud, Cloud)
+    state = cloud.settings.state_dir
+    hosts = Hosts(data_dir=state / "hosts" if state is not None else DEFAULT_DATA, cache_dir=cache)
+    try:
+        hosts.start(keep_disks=state is not None)
+        print(f"localcloud: real hosts: public bridge lc-pub ({', '.join(hosts.usable_pools)}), apt proxy "
+              f"{hosts.proxy.url}", flush=True)
+        template = hosts.template()
+        print(f"localcloud: image template {template.name} {'built' if template.built else 'cached'} "
+              f"({template.seconds:.1f} s, {template.path})", flush=True)
+    except (HostError, OSError) as exc:
+        hosts.stop()
+        return str(exc)
+    primary_ips.UNUSABLE_IPV4_POOLS.update(hosts.unusable_pools)
+    cloud.host_jobs = HostJobs(hosts)
+    with cloud.store.lock:
+        resume(cloud)
+    return None
+
+
+def _stop_hosts(cloud: object) -> None:
+    """Power every machine off cleanly and remove the bridges, namespaces and mounts."""
+    from localcloud.cloud import Cloud
+
+    assert isinstance(cloud, Cloud)
+    jobs = cloud.host_jobs
+    if jobs is None:
+        return
+    cloud.host_jobs = None
+    jobs.shutdown()
+    cut = jobs.hosts.stop()
+    print(f"localcloud: machines powered off{f' (power cut: {cut})' if cut else ''}", flush=True)
 
 
 async def _run(app: object, sock: object) -> None:

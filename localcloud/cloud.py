@@ -8,7 +8,7 @@ import random
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localcloud import errors
 from localcloud.actions import ActionEngine
@@ -18,6 +18,9 @@ from localcloud.faults import Faults, parse
 from localcloud.ratelimit import RateLimiter
 from localcloud.router import Reply
 from localcloud.store import Doc, Store
+
+if TYPE_CHECKING:
+    from localcloud.hosting import HostJobs
 
 REQUEST_LOG_SIZE = 200_000
 
@@ -47,6 +50,7 @@ class Cloud:
         self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.request_seq = 0
         self.started = time.time()
+        self.host_jobs: HostJobs | None = None  # --hosts nspawn: servers are real machines
 
     def restore_config(self) -> None:
         """Back to the configuration localcloud started with (rate limit, limits, timing)."""

@@ -59,8 +59,14 @@ def healthy(endpoint: str) -> bool:
 
 
 def up(state: Path, port: int = 8700, extra: list[str] | None = None, token: str = DEFAULT_TOKEN,
-       timeout: float = 20.0) -> Running:
-    """Start localcloud in the background unless it already runs for this state directory."""
+       timeout: float | None = None) -> Running:
+    """Start localcloud in the background unless it already runs for this state directory.
+
+    With ``--hosts nspawn`` in ``extra`` the first start builds the image template (about a
+    minute), so the default wait is 15 minutes instead of 20 seconds.
+    """
+    if timeout is None:
+        timeout = 900.0 if "nspawn" in (extra or []) else 20.0
     state.mkdir(parents=True, exist_ok=True)
     running = find(state)
     if running is not None and healthy(running.endpoint):
@@ -88,8 +94,9 @@ def up(state: Path, port: int = 8700, extra: list[str] | None = None, token: str
     raise RuntimeError(f"localcloud did not answer within {timeout:.0f} s; see {state / 'localcloud.log'}")
 
 
-def down(state: Path, timeout: float = 30.0) -> bool:
-    """Stop the recorded localcloud; True when one was running."""
+def down(state: Path, timeout: float = 90.0) -> bool:
+    """Stop the recorded localcloud; True when one was running. With real hosts it powers its
+    machines off cleanly before it exits (a few seconds)."""
     pid_file = state / "localcloud.pid"
     if not pid_file.exists():
         return False

@@ -110,7 +110,10 @@ def _image_created(store: Store, action: Doc, params: dict[str, Any]) -> None:
     doc = store.get(KIND, params["image"])
     if doc is not None:
         doc["status"] = "available"
-        doc["image_size"] = round(0.4 + doc["disk_size"] * 0.02, 2)  # a plausible compressed size in GB
+        if params.get("image_size_bytes"):  # a real snapshot (--hosts nspawn): its size
+            doc["image_size"] = round(params["image_size_bytes"] / 1e9, 2)
+        else:
+            doc["image_size"] = round(0.4 + doc["disk_size"] * 0.02, 2)  # a plausible compressed size in GB
         store.put(KIND, doc)
 
 
@@ -124,6 +127,9 @@ def delete_backups(cloud: Cloud, server_id: int) -> None:
     for doc in cloud.store.all(KIND):
         if doc["type"] == "backup" and doc.get("bound_to") == server_id:
             cloud.store.delete(KIND, doc["id"])
+            from localcloud import hosting
+
+            hosting.image_deleted(cloud, doc["id"])
 
 
 @subscribe("server.deleted")
@@ -204,6 +210,9 @@ def delete_image(req: Request) -> Reply:
     cloud.ensure_deletable(KIND, doc)
     cloud.ensure_unlocked(KIND, doc["id"])
     cloud.store.delete(KIND, doc["id"])
+    from localcloud import hosting  # (hosting reads images: imported here, not at the top)
+
+    hosting.image_deleted(cloud, doc["id"])
     return Reply(204, None)
 
 

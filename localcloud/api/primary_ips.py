@@ -31,6 +31,9 @@ PUBLIC_IPV4_POOLS: tuple[str, ...] = ("198.51.100.0/24", "192.0.2.0/24", "198.18
 # This machine's address on localcloud's public side (first host of the first pool, never
 # given to a server): the "internet" and the admin's workstation, as admin_cidrs see it.
 ADMIN_ADDRESS = "198.51.100.1"
+# Pools this machine cannot put on localcloud's public bridge because they overlap its own
+# networks (with --hosts nspawn; set by the hosts backend at start): not handed out.
+UNUSABLE_IPV4_POOLS: set[str] = set()
 # Each server gets one /64 out of this documentation prefix (2001:db8::/64 itself is skipped).
 PUBLIC_IPV6_POOL = "2001:db8::/32"
 
@@ -44,6 +47,8 @@ def allocate_ipv4(cloud: Cloud) -> str:
     """The lowest free public IPv4 address of the pools."""
     taken = _taken(cloud)
     for pool in PUBLIC_IPV4_POOLS:
+        if pool in UNUSABLE_IPV4_POOLS:
+            continue
         hosts = ipaddress.ip_network(pool).hosts()
         next(hosts)  # the gateway
         for host in hosts:
@@ -114,16 +119,20 @@ def server_slot(ip_type: str) -> str:
 
 def _link(cloud: Cloud, doc: Doc, server: Doc | None) -> None:
     """Assign (server) or unassign (None), changing both documents."""
+    from localcloud import hosting  # (hosting reads primary IPs: imported here, not at the top)
+
     slot = server_slot(doc["type"])
     if doc.get("assignee_id") is not None:
         old = cloud.store.get("server", doc["assignee_id"])
         if old is not None and old.get("public_net", {}).get(slot) == doc["id"]:
             old["public_net"][slot] = None
             cloud.store.put("server", old)
+            hosting.public_net_changed(cloud, old)
     doc["assignee_id"] = server["id"] if server else None
     if server is not None:
         server.setdefault("public_net", {})[slot] = doc["id"]
         cloud.store.put("server", server)
+        hosting.public_net_changed(cloud, server)
     cloud.store.put(KIND, doc)
 
 

@@ -16,7 +16,7 @@ import string
 from datetime import UTC, datetime
 from typing import Any
 
-from localcloud import errors, events
+from localcloud import errors, events, hosting
 from localcloud.actions import on_complete, on_failure
 from localcloud.api import firewalls, images, ipam, networks, placement_groups, primary_ips, volumes
 from localcloud.api.common import change_protection, public, register_action_routes
@@ -321,6 +321,7 @@ def _network_deleted(cloud: Cloud, network: Doc, **_: Any) -> None:
         if any(e["network"] == network["id"] for e in doc.get("private_net", [])):
             doc["private_net"] = [e for e in doc["private_net"] if e["network"] != network["id"]]
             cloud.store.put(KIND, doc)
+    hosting.network_deleted(cloud, network["id"])
 
 
 # -- collection ---------------------------------------------------------------------------
@@ -514,12 +515,16 @@ def create_server(req: Request) -> Reply:
         next_actions.append(engine.start("attach_to_network", [(KIND, ident), ("network", entry["network"])],
                                          finish="server.network_attached", after=action,
                                          params={"server": ident, "network": entry["network"]}))
+    attach_actions = list(next_actions)
     for vol in vols:
         next_actions.append(volumes.attach(cloud, vol, doc, automount=automount, after=action))
+    start_action = None
     if start:
-        next_actions.insert(0, engine.start("start_server", [(KIND, ident)], finish="server.started",
-                                            after=action, params={"server": ident}))
+        start_action = engine.start("start_server", [(KIND, ident)], finish="server.started", after=action,
+                                    params={"server": ident})
+        next_actions.insert(0, start_action)
     events.emit(cloud, "server.created", server=doc)
+    hosting.server_created(cloud, doc, action, start_action, attach_actions)
     return Reply(201, {
         "server": render(cloud, doc), "action": cloud.action(action),
         "next_actions": [cloud.action(a) for a in next_actions],
@@ -565,6 +570,7 @@ def delete_server(req: Request) -> Reply:
     action = cloud.engine.start("delete_server", [(KIND, doc["id"])])
     cloud.store.delete(KIND, doc["id"])
     events.emit(cloud, "server.deleted", server=doc)
+    hosting.server_deleted(cloud, doc, action)
     return cloud.action_reply(action, 200)
 
 
@@ -576,6 +582,10 @@ def _actionable(req: Request) -> Doc:
     return doc
 
 
+_POWER_OPS = {"start_server": "poweron", "stop_server": "poweroff", "shutdown_server": "shutdown",
+              "reboot_server": "reboot", "reset_server": "reset"}
+
+
 def _power(req: Request, command: str, transitional: str | None, finish: str) -> Reply:
     cloud = req.cloud
     doc = _actionable(req)
@@ -585,6 +595,7 @@ def _power(req: Request, command: str, transitional: str | None, finish: str) ->
         cloud.store.put(KIND, doc)
     action = cloud.engine.start(command, [(KIND, doc["id"])], finish=finish,
                                 params={"server": doc["id"], "previous": previous})
+    hosting.power(cloud, doc, _POWER_OPS[command], action)
     return cloud.action_reply(action)
 
 
@@ -674,6 +685,7 @@ def attach_to_network(req: Request) -> Reply:
     action = cloud.engine.start("attach_to_network", [(KIND, doc["id"]), ("network", network_id)],
                                 finish="server.network_attached",
                                 params={"server": doc["id"], "network": entry["network"]})
+    hosting.network_attached(cloud, doc, entry, action)
     events.emit(cloud, "server.network_changed", server=doc)
     return cloud.action_reply(action)
 
@@ -699,6 +711,7 @@ def detach_from_network(req: Request) -> Reply:
     cloud.store.put(KIND, doc)
     action = cloud.engine.start("detach_from_network", [(KIND, doc["id"]), ("network", network_id)],
                                 finish="server.network_detached", params={"server": doc["id"], "entry": entry})
+    hosting.network_detached(cloud, doc, network_id, action)
     events.emit(cloud, "server.network_changed", server=doc)
     return cloud.action_reply(action)
 
@@ -770,6 +783,7 @@ def create_image(req: Request) -> Reply:
     image = images.create_from_server(cloud, doc, image_type, description, labels, arch)
     action = cloud.engine.start("create_image", [(KIND, doc["id"]), ("image", image["id"])],
                                 finish="image.created", params={"image": image["id"]})
+    hosting.image_created(cloud, doc, image["id"], action)
     return Reply(201, {"image": images.render(image), "action": cloud.action(action)})
 
 
@@ -795,6 +809,7 @@ def rebuild(req: Request) -> Reply:
     cloud.store.put(KIND, doc)
     action = cloud.engine.start("rebuild_server", [(KIND, doc["id"])], finish="server.rebuilt",
                                 params={"server": doc["id"], "image": image["id"], "status": previous})
+    hosting.rebuilt(cloud, doc, image["id"], action)
     return Reply(201, {"action": cloud.action(action),
                        "root_password": None if doc.get("_ssh_keys") else _password(cloud)})
 

@@ -1,0 +1,215 @@
+"""The API's side of ``--hosts nspawn``: server actions drive real machines.
+
+Handlers call the functions below after starting their action; each queues a job for the
+hosts backend (``cloud.hosts``) on a worker thread, one queue per server so that a
+server's jobs run in the order the API accepted them, and ties the action to the job: the
+action engine keeps the action ``running`` until its job is done, and ends it in ``error``
+(code ``action_failed``, the job's one-line reason) when the job fails. The event loop
+never waits for a machine. With ``--hosts none`` (``cloud.hosts`` is None) every function
+here does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from localcloud.api import images
+
+if TYPE_CHECKING:
+    from localcloud.cloud import Cloud
+    from localcloud.hosts.backend import Hosts, ImageRef, ServerSpec
+    from localcloud.hosts.network import PrivateNic
+    from localcloud.store import Doc
+
+log = logging.getLogger("localcloud.hosting")
+
+
+class HostJobs:
+    """Jobs for the hosts backend, serial per key (a server), parallel across keys."""
+
+    def __init__(self, hosts: Hosts, workers: int = 32) -> None:
+        self.hosts = hosts
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hostjob")
+        self._last: dict[str, Future[Any]] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, key: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        with self._lock:
+            previous = self._last.get(key)
+            future = self._pool.submit(self._run, previous, key, fn, args)
+            self._last[key] = future
+        return future
+
+    @staticmethod
+    def _run(previous: Future[Any] | None, key: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        if previous is not None:
+            with contextlib.suppress(Exception):  # its failure is its own action's
+                previous.result()  # FIFO: the previous job already has a worker, this cannot deadlock
+        try:
+            return fn(*args)
+        except Exception as exc:
+            log.warning("host job %s %s failed: %s", key, getattr(fn, "__name__", fn), exc)
+            raise
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def destroy_all(self) -> None:
+        """Destroy every machine, after the jobs queued for it (the side door's reset)."""
+        futures = [self.submit(_key(sid), self.hosts.destroy, sid) for sid in list(self.hosts.machines)]
+        for future in futures:
+            with contextlib.suppress(Exception):
+                future.result()
+
+
+def _jobs(cloud: Cloud) -> HostJobs | None:
+    return cloud.host_jobs
+
+
+def _tie(cloud: Cloud, action: Doc | None, future: Future[Any]) -> None:
+    if action is not None:
+        cloud.engine.jobs[int(action["id"])] = future
+
+
+def _key(server_id: int) -> str:
+    return f"server-{server_id}"
+
+
+# -- building the backend's view of a server ------------------------------------------------
+def image_ref(cloud: Cloud, image_id: int | None) -> ImageRef:
+    from localcloud.hosts.backend import ImageRef
+
+    image = images.get_image(cloud, image_id)
+    if image is None or image["type"] in ("system", "app"):
+        return ImageRef(name=image["name"] if image else None)
+    return ImageRef(snapshot=int(image["id"]))
+
+
+def _public(cloud: Cloud, server: Doc) -> tuple[str | None, str | None]:
+    pn = server.get("public_net") or {}
+    out: list[str | None] = []
+    for slot in ("_ipv4", "_ipv6"):
+        pip = cloud.store.get("primary_ip", pn[slot]) if pn.get(slot) is not None else None
+        out.append(str(pip["ip"]) if pip is not None else None)
+    return out[0], out[1]
+
+
+def nic(cloud: Cloud, entry: Doc) -> PrivateNic | None:
+    from localcloud.hosts.network import PrivateNic
+
+    net = cloud.store.get("network", entry["network"])
+    if net is None:
+        return None
+    return PrivateNic(int(net["id"]), str(net["ip_range"]), str(entry["ip"]), tuple(entry.get("alias_ips") or ()),
+                      entry.get("mac_address"))
+
+
+def spec(cloud: Cloud, server: Doc) -> ServerSpec:
+    from localcloud.hosts.backend import ServerSpec
+
+    keys = [str(k["public_key"]) for kid in server.get("_ssh_keys") or []
+            if (k := cloud.store.get("ssh_key", kid)) is not None]
+    ipv4, ipv6 = _public(cloud, server)
+    nics = [n for e in server.get("private_net", []) if (n := nic(cloud, e)) is not None]
+    return ServerSpec(int(server["id"]), str(server["name"]), image_ref(cloud, server.get("_image")), keys,
+                      server.get("_user_data"), ipv4, ipv6, nics)
+
+
+# -- what handlers call -------------------------------------------------------------------------
+def server_created(cloud: Cloud, server: Doc, create: Doc, start: Doc | None, attaches: list[Doc]) -> None:
+    """Make the machine (networks included) for ``create`` and its attach actions, boot it for ``start``."""
+    jobs = _jobs(cloud)
+    if jobs is None:
+        return
+    made = jobs.submit(_key(server["id"]), jobs.hosts.create, spec(cloud, server))
+    for action in (create, *attaches):
+        _tie(cloud, action, made)
+    if start is not None:
+        _tie(cloud, start, jobs.submit(_key(server["id"]), jobs.hosts.boot, server["id"]))
+
+
+def server_deleted(cloud: Cloud, server: Doc, action: Doc) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        _tie(cloud, action, jobs.submit(_key(server["id"]), jobs.hosts.destroy, server["id"]))
+
+
+def power(cloud: Cloud, server: Doc, op: str, action: Doc) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        _tie(cloud, action, jobs.submit(_key(server["id"]), jobs.hosts.power, server["id"], op))
+
+
+def network_attached(cloud: Cloud, server: Doc, entry: Doc, action: Doc) -> None:
+    jobs = _jobs(cloud)
+    card = nic(cloud, entry)
+    if jobs is not None and card is not None:
+        _tie(cloud, action, jobs.submit(_key(server["id"]), jobs.hosts.attach_network, server["id"], card))
+
+
+def network_detached(cloud: Cloud, server: Doc, network_id: int, action: Doc) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        _tie(cloud, action, jobs.submit(_key(server["id"]), jobs.hosts.detach_network, server["id"], network_id))
+
+
+def network_deleted(cloud: Cloud, network_id: int) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        jobs.submit(f"network-{network_id}", jobs.hosts.remove_network, network_id)
+
+
+def public_net_changed(cloud: Cloud, server: Doc) -> None:
+    """A primary IP was assigned or unassigned: the machine's eth0 follows."""
+    jobs = _jobs(cloud)
+    if jobs is not None and cloud.store.get("server", server["id"]) is not None:
+        ipv4, ipv6 = _public(cloud, server)
+        jobs.submit(_key(server["id"]), jobs.hosts.set_public, server["id"], ipv4, ipv6)
+
+
+def rebuilt(cloud: Cloud, server: Doc, image_id: int, action: Doc) -> None:
+    jobs = _jobs(cloud)
+    if jobs is None:
+        return
+    keys = spec(cloud, server).ssh_keys
+    rebuild = functools.partial(jobs.hosts.rebuild, ssh_keys=keys, user_data=server.get("_user_data"))
+    _tie(cloud, action, jobs.submit(_key(server["id"]), rebuild, server["id"], image_ref(cloud, image_id)))
+
+
+def image_created(cloud: Cloud, server: Doc, image_id: int, action: Doc) -> None:
+    jobs = _jobs(cloud)
+    if jobs is None:
+        return
+    hosts = jobs.hosts
+
+    def take() -> dict[str, Any]:
+        return {"image_size_bytes": hosts.snapshot(server["id"], image_id)}
+
+    _tie(cloud, action, jobs.submit(_key(server["id"]), take))
+
+
+def image_deleted(cloud: Cloud, image_id: int) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        jobs.submit(f"image-{image_id}", jobs.hosts.delete_image, image_id)
+
+
+def resume(cloud: Cloud) -> None:
+    """After a restart with --state: machines for the stored servers (their disks were kept),
+    booted when the server was running."""
+    jobs = _jobs(cloud)
+    if jobs is None:
+        return
+    keep: set[int] = set()
+    for server in cloud.store.all("server"):
+        keep.add(int(server["id"]))
+        jobs.submit(_key(server["id"]), functools.partial(jobs.hosts.create, keep_disk=True), spec(cloud, server))
+        if server["status"] in ("running", "starting", "rebuilding"):
+            jobs.submit(_key(server["id"]), jobs.hosts.boot, server["id"])
+    jobs.hosts.prune_disks(keep)

@@ -1,0 +1,1 @@
+"""Real Debian machines for localcloud servers (--hosts nspawn)."""
