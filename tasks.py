@@ -194,6 +194,39 @@ def kubeconfig(c: Context, env: str = "dev", key: str = "") -> None:
     print(f"{path} written; use it with: export KUBECONFIG={path}")
 
 
+@task(help={"env": "environment", "dry_run": "print a diff (secret values masked); change nothing"})
+def manifests(c: Context, env: str = "dev", dry_run: bool = False) -> None:
+    """Render, validate and server-side apply the Kubernetes manifests (prune, rollout waits)."""
+    from nornos_infra.errors import UserError
+    from nornos_infra.kube.from_inventory import apply_from_inventory
+
+    try:
+        report = apply_from_inventory(env, dry_run)
+    except UserError as exc:
+        sys.exit(f"manifests: {exc}")
+    for line in report.lines():
+        print(line)
+    if not report.ok:
+        sys.exit(1)
+
+
+@task(help={"env": "environment"})
+def deploy(c: Context, env: str = "dev") -> None:
+    """provision -> configure (pyinfra deploys/all.py) -> manifests (its last step)."""
+    _provision(c, env, "--yes")
+    configure(c, env)
+
+
+@task(help={"env": "environment", "dry": "only show what would change (--dry --diff)"})
+def configure(c: Context, env: str = "dev", dry: bool = False) -> None:
+    """Run every host role: pyinfra inventories/<env>.py deploys/all.py."""
+    key = STATE / "ssh" / "id_ed25519"
+    flags = ["--dry", "--diff"] if dry else ["-y"]
+    key_flags = ["--key", str(key)] if key.exists() else []
+    c.run(" ".join([str(BIN / "pyinfra"), *flags, str(ROOT / "inventories" / f"{env}.py"),
+                    str(ROOT / "deploys" / "all.py"), "--user", "root", *key_flags]), pty=False)
+
+
 secrets_tasks = Collection("secrets")
 secrets_tasks.add_task(secrets_init, "init")
 secrets_tasks.add_task(secrets_edit, "edit")
@@ -204,4 +237,5 @@ localcloud_tasks.add_task(lc_up, "up")
 localcloud_tasks.add_task(lc_down, "down")
 localcloud_tasks.add_task(lc_status, "status")
 localcloud_tasks.add_task(lc_tour, "tour")
-ns = Collection(demo, provision, plan, destroy, kubeconfig, lint, test, localcloud_tasks, secrets_tasks)
+ns = Collection(demo, provision, plan, destroy, configure, deploy, manifests, kubeconfig, lint, test,
+                localcloud_tasks, secrets_tasks)
