@@ -25,7 +25,7 @@ def test_endpoints_come_from_the_inventory(tmp_path: Path) -> None:
 
 
 def test_missing_pieces_are_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(UserError, match="provision.py"):
+    with pytest.raises(UserError, match=r"provision\.py"):
         from_inventory.endpoints_from(tmp_path / "nope.py")
     path = tmp_path / "dev.py"
     path.write_text(INVENTORY.replace("redis = ", "_redis = "))
