@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -39,18 +39,22 @@ class HostJobs:
         self._last: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
 
-    def submit(self, key: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    def submit(self, key: str | Sequence[str], fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``fn(*args)`` after the jobs submitted before on ``key`` (or on each of several keys:
+        a volume's job on a server waits for both)."""
+        keys = [key] if isinstance(key, str) else list(key)
         with self._lock:
-            previous = self._last.get(key)
-            future = self._pool.submit(self._run, previous, key, fn, args)
-            self._last[key] = future
+            previous = [f for k in dict.fromkeys(keys) if (f := self._last.get(k)) is not None]
+            future = self._pool.submit(self._run, previous, "+".join(keys), fn, args)
+            for k in keys:
+                self._last[k] = future
         return future
 
     @staticmethod
-    def _run(previous: Future[Any] | None, key: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        if previous is not None:
+    def _run(previous: list[Future[Any]], key: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        for before in previous:
             with contextlib.suppress(Exception):  # its failure is its own action's
-                previous.result()  # FIFO: the previous job already has a worker, this cannot deadlock
+                before.result()  # FIFO: every earlier job already has a worker, this cannot deadlock
         try:
             return fn(*args)
         except Exception as exc:
@@ -63,9 +67,12 @@ class HostJobs:
     def destroy_all(self) -> None:
         """Destroy every machine, after the jobs queued for it (the side door's reset)."""
         futures = [self.submit(_key(sid), self.hosts.destroy, sid) for sid in list(self.hosts.machines)]
+        with self._lock:
+            futures += list(self._last.values())  # volume jobs too
         for future in futures:
             with contextlib.suppress(Exception):
                 future.result()
+        self.hosts.delete_all_volumes()
 
 
 def _jobs(cloud: Cloud) -> HostJobs | None:
@@ -79,6 +86,10 @@ def _tie(cloud: Cloud, action: Doc | None, future: Future[Any]) -> None:
 
 def _key(server_id: int) -> str:
     return f"server-{server_id}"
+
+
+def _vkey(volume_id: int) -> str:
+    return f"volume-{volume_id}"
 
 
 # -- building the backend's view of a server ------------------------------------------------
@@ -134,10 +145,13 @@ def server_created(cloud: Cloud, server: Doc, create: Doc, start: Doc | None, at
         _tie(cloud, start, jobs.submit(_key(server["id"]), jobs.hosts.boot, server["id"]))
 
 
-def server_deleted(cloud: Cloud, server: Doc, action: Doc) -> None:
+def server_deleted(cloud: Cloud, server: Doc, action: Doc, volume_ids: list[int] | None = None) -> None:
+    """Destroy the machine; its volumes (``volume_ids``, detached by the API) are freed with it,
+    before any later job on them (an attach to another server) runs."""
     jobs = _jobs(cloud)
     if jobs is not None:
-        _tie(cloud, action, jobs.submit(_key(server["id"]), jobs.hosts.destroy, server["id"]))
+        keys = [_key(server["id"]), *(_vkey(v) for v in volume_ids or [])]
+        _tie(cloud, action, jobs.submit(keys, jobs.hosts.destroy, server["id"]))
 
 
 def power(cloud: Cloud, server: Doc, op: str, action: Doc) -> None:
@@ -200,6 +214,40 @@ def image_deleted(cloud: Cloud, image_id: int) -> None:
         jobs.submit(f"image-{image_id}", jobs.hosts.delete_image, image_id)
 
 
+# -- volumes -------------------------------------------------------------------------------------
+def volume_created(cloud: Cloud, volume: Doc, action: Doc) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        _tie(cloud, action, jobs.submit(_vkey(volume["id"]), jobs.hosts.create_volume, volume["id"],
+                                        volume["size"], volume.get("format")))
+
+
+def volume_attached(cloud: Cloud, volume_id: int, server_id: int, automount: bool, action: Doc | None) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        _tie(cloud, action, jobs.submit([_key(server_id), _vkey(volume_id)], jobs.hosts.attach_volume, server_id,
+                                        volume_id, automount))
+
+
+def volume_detached(cloud: Cloud, volume_id: int, server_id: int, action: Doc) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        _tie(cloud, action, jobs.submit([_key(server_id), _vkey(volume_id)], jobs.hosts.detach_volume, server_id,
+                                        volume_id))
+
+
+def volume_resized(cloud: Cloud, volume_id: int, size: int, action: Doc) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        _tie(cloud, action, jobs.submit(_vkey(volume_id), jobs.hosts.resize_volume, volume_id, size))
+
+
+def volume_deleted(cloud: Cloud, volume_id: int) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        jobs.submit(_vkey(volume_id), jobs.hosts.delete_volume, volume_id)
+
+
 def resume(cloud: Cloud) -> None:
     """After a restart with --state: machines for the stored servers (their disks were kept),
     booted when the server was running."""
@@ -210,6 +258,10 @@ def resume(cloud: Cloud) -> None:
     for server in cloud.store.all("server"):
         keep.add(int(server["id"]))
         jobs.submit(_key(server["id"]), functools.partial(jobs.hosts.create, keep_disk=True), spec(cloud, server))
+        for volume in cloud.store.all("volume"):  # the fstab entries are on the kept disk
+            if volume.get("server") == server["id"]:
+                volume_attached(cloud, int(volume["id"]), int(server["id"]), False, None)
         if server["status"] in ("running", "starting", "rebuilding"):
             jobs.submit(_key(server["id"]), jobs.hosts.boot, server["id"])
     jobs.hosts.prune_disks(keep)
+    jobs.hosts.prune_volumes({int(v["id"]) for v in cloud.store.all("volume")})

@@ -516,8 +516,10 @@ def create_server(req: Request) -> Reply:
                                          finish="server.network_attached", after=action,
                                          params={"server": ident, "network": entry["network"]}))
     attach_actions = list(next_actions)
+    volume_attaches: list[tuple[int, Doc]] = []
     for vol in vols:
-        next_actions.append(volumes.attach(cloud, vol, doc, automount=automount, after=action))
+        next_actions.append(volumes.attach(cloud, vol, doc, automount=automount, after=action, host=False))
+        volume_attaches.append((int(vol["id"]), next_actions[-1]))
     start_action = None
     if start:
         start_action = engine.start("start_server", [(KIND, ident)], finish="server.started", after=action,
@@ -525,6 +527,8 @@ def create_server(req: Request) -> Reply:
         next_actions.insert(0, start_action)
     events.emit(cloud, "server.created", server=doc)
     hosting.server_created(cloud, doc, action, start_action, attach_actions)
+    for vid, attach_action in volume_attaches:  # after the machine is made (and booted)
+        hosting.volume_attached(cloud, vid, ident, bool(automount), attach_action)
     return Reply(201, {
         "server": render(cloud, doc), "action": cloud.action(action),
         "next_actions": [cloud.action(a) for a in next_actions],
@@ -568,9 +572,10 @@ def delete_server(req: Request) -> Reply:
     doc = _server(req)
     cloud.ensure_deletable(KIND, doc)
     action = cloud.engine.start("delete_server", [(KIND, doc["id"])])
+    attached = [int(v["id"]) for v in cloud.store.all("volume") if v.get("server") == doc["id"]]
     cloud.store.delete(KIND, doc["id"])
-    events.emit(cloud, "server.deleted", server=doc)
-    hosting.server_deleted(cloud, doc, action)
+    events.emit(cloud, "server.deleted", server=doc)  # volumes detach
+    hosting.server_deleted(cloud, doc, action, attached)
     return cloud.action_reply(action, 200)
 
 

@@ -12,7 +12,7 @@ import copy
 import re
 from typing import Any
 
-from localcloud import errors
+from localcloud import errors, hosting
 from localcloud.actions import on_complete, on_failure
 from localcloud.api.common import change_protection, public, register_action_routes, update_name_labels
 from localcloud.cloud import Cloud, now_iso
@@ -76,16 +76,21 @@ def check_attachable(cloud: Cloud, volume: Doc, server: Doc, field: str = "serve
                                           f"{location_of(cloud, volume)['name']}")
 
 
-def attach(cloud: Cloud, volume: Doc, server: Doc, *, automount: bool = False, after: Doc | None = None) -> Doc:
+def attach(cloud: Cloud, volume: Doc, server: Doc, *, automount: bool = False, after: Doc | None = None,
+           host: bool = True) -> Doc:
     """Record the attachment and start ``attach_volume`` (undone if the action fails).
 
-    Server create with ``volumes`` may call this after :func:`check_attachable`.
+    Server create with ``volumes`` may call this after :func:`check_attachable`, with
+    ``host=False``: it queues the host side itself once the machine's creation is queued.
     """
     volume["server"] = server["id"]
     cloud.store.put(KIND, volume)
-    return cloud.engine.start("attach_volume", [(KIND, volume["id"]), ("server", server["id"])],
-                              finish="volume.attached", after=after,
-                              params={"volume": volume["id"], "server": server["id"], "automount": automount})
+    action = cloud.engine.start("attach_volume", [(KIND, volume["id"]), ("server", server["id"])],
+                                finish="volume.attached", after=after,
+                                params={"volume": volume["id"], "server": server["id"], "automount": automount})
+    if host:
+        hosting.volume_attached(cloud, int(volume["id"]), int(server["id"]), automount, action)
+    return action
 
 
 @on_complete("volume.created")
@@ -140,7 +145,8 @@ def _resized(store: Store, action: Doc, params: dict[str, Any]) -> None:
 
 @subscribe("server.deleted")
 def _server_deleted(cloud: Cloud, server: Doc, **_: Any) -> None:
-    """A deleted server's volumes stay, detached."""
+    """A deleted server's volumes stay, detached (with real hosts, the machine's destruction
+    frees them: see ``hosting.server_deleted``)."""
     for doc in cloud.store.all(KIND):
         if doc.get("server") == server["id"]:
             doc["server"] = None
@@ -202,6 +208,7 @@ def create_volume(req: Request) -> Reply:
     cloud.store.put(KIND, doc)
     action = cloud.engine.start("create_volume", [(KIND, ident)], finish="volume.created",
                                 params={"volume": ident})
+    hosting.volume_created(cloud, doc, action)
     next_actions: list[Doc] = []
     if server is not None:
         check_attachable(cloud, doc, server)
@@ -236,6 +243,7 @@ def delete_volume(req: Request) -> Reply:
         # the real API answers service_error: "volume with ID '…' is still attached to a server"
         raise errors.ApiError("service_error", f"volume with ID '{doc['id']}' is still attached to a server")
     cloud.store.delete(KIND, doc["id"])
+    hosting.volume_deleted(cloud, int(doc["id"]))
     return Reply(204, None)
 
 
@@ -272,6 +280,7 @@ def detach_volume(req: Request) -> Reply:
     cloud.store.put(KIND, doc)
     action = cloud.engine.start("detach_volume", resources, finish="volume.detached",
                                 params={"volume": doc["id"], "server": server_id})
+    hosting.volume_detached(cloud, int(doc["id"]), int(server_id), action)
     return cloud.action_reply(action)
 
 
@@ -292,6 +301,7 @@ def resize_volume(req: Request) -> Reply:
     cloud.ensure_unlocked(KIND, doc["id"])
     action = cloud.engine.start("resize_volume", [(KIND, doc["id"])], finish="volume.resized",
                                 params={"volume": doc["id"], "size": size})
+    hosting.volume_resized(cloud, int(doc["id"]), size, action)
     return cloud.action_reply(action)
 
 

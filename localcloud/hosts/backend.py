@@ -10,6 +10,7 @@ about a second, a template build about a minute): callers run them off the event
 from __future__ import annotations
 
 import fcntl
+import functools
 import ipaddress
 import os
 import shutil
@@ -22,6 +23,7 @@ from typing import IO
 
 from localcloud.api.primary_ips import ADMIN_ADDRESS
 from localcloud.hosts import cleanup, cloudinit, network, snapshot, template
+from localcloud.hosts import volumes as vols
 from localcloud.hosts.aptproxy import AptProxy
 from localcloud.hosts.machine import Machine
 from localcloud.hosts.network import PrivateNic
@@ -52,6 +54,16 @@ class ServerSpec:
     private: list[PrivateNic] = field(default_factory=list)
 
 
+@dataclass
+class Attachment:
+    """A volume attached to a machine: its loop device and its device name in the machine."""
+
+    volume_id: int
+    server_id: int
+    loop: str
+    node: str
+
+
 class Hosts:
     def __init__(self, data_dir: Path = DEFAULT_DATA, cache_dir: Path = DEFAULT_CACHE,
                  boot_timeout: float = 120, shutdown_timeout: float = 30) -> None:
@@ -67,6 +79,9 @@ class Hosts:
         self.removed_at_start: list[str] = []
         self._lock_file: IO[str] | None = None
         self._templates = threading.Lock()
+        self.attachments: dict[int, Attachment] = {}  # volume id -> its attachment
+        self._volumes = threading.RLock()  # attachments change in jobs and in boot watchers
+        self._keep_disks = False
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -76,6 +91,10 @@ class Hosts:
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.data_dir / "volumes"
 
     @property
     def templates_dir(self) -> Path:
@@ -89,9 +108,12 @@ class Hosts:
         self._take_lock()
         try:
             self.removed_at_start = cleanup.leftovers(self.data_dir)
+            self._keep_disks = keep_disks
             if not keep_disks:
                 shutil.rmtree(self.machines_dir, ignore_errors=True)
+                shutil.rmtree(self.volumes_dir, ignore_errors=True)
             self.machines_dir.mkdir(parents=True, exist_ok=True)
+            self.volumes_dir.mkdir(parents=True, exist_ok=True)
             self.images_dir.mkdir(parents=True, exist_ok=True)
             if network.ip_forwarding():
                 log.warning("net.ipv4.ip_forward is 1 on this machine; localcloud neither needs nor changes it")
@@ -138,6 +160,12 @@ class Hosts:
         for m in machines:
             m.unmount()
         self.machines.clear()
+        with self._volumes:
+            for a in list(self.attachments.values()):
+                vols.free_loop(a.loop, self.volume_file(a.volume_id))
+            self.attachments.clear()
+        if not self._keep_disks:
+            shutil.rmtree(self.volumes_dir, ignore_errors=True)
         self.proxy.stop()
         if self._lock_file is not None:
             cleanup.leftovers(None, "")  # namespaces, veths, bridges, cgroups: nothing of ours stays
@@ -170,6 +198,7 @@ class Hosts:
         if sid in self.machines:
             raise HostError(f"server {sid} already has a machine")
         machine = Machine(sid, self.machines_dir / str(sid), spec.hostname, spec.ipv4)
+        machine.on_boot = functools.partial(self._expose_all, sid)
         try:
             network.create_netns(sid)
             network.set_public(sid, self._usable(spec.ipv4), spec.ipv6_net, self.usable_pools)
@@ -287,6 +316,10 @@ class Hosts:
         if m is None:
             m = Machine(server_id, self.machines_dir / str(server_id), "gone")
         m.destroy()
+        with self._volumes:  # its volumes stay, detached (the machine is gone: nothing mounts them)
+            for a in [a for a in self.attachments.values() if a.server_id == server_id]:
+                vols.free_loop(a.loop, self.volume_file(a.volume_id))
+                del self.attachments[a.volume_id]
         network.delete_netns(server_id)
         network.remove_unused_network_bridges()
         snapshot.collect(self.images_dir, self.lowers_in_use())
@@ -305,3 +338,104 @@ class Hosts:
             if any(n.network_id == network_id for n in spec.private):
                 self.detach_network(sid, network_id)
         network.remove_network_bridge(network_id)
+
+    # -- volumes -----------------------------------------------------------------------------
+    def volume_file(self, volume_id: int) -> Path:
+        return self.volumes_dir / f"{volume_id}.img"
+
+    def create_volume(self, volume_id: int, size_gb: int, fmt: str | None = None) -> None:
+        """A sparse file of size_gb GiB; ext4 or xfs made on it when ``fmt`` says so."""
+        vols.create_file(self.volume_file(volume_id), size_gb, fmt)
+
+    def attach_volume(self, server_id: int, volume_id: int, automount: bool = False) -> str:
+        """Loop device over the volume's file, shown in the machine as /dev/sdX with its by-id
+        link (now if it runs, else at its next boot); with ``automount`` an fstab entry and a
+        mount at /mnt/HC_Volume_<id>. Returns the device name (sdb, ...)."""
+        m = self.machine(server_id)
+        path = self.volume_file(volume_id)
+        if not path.is_file():
+            raise HostError(f"volume {volume_id} has no disk file")
+        with self._volumes:
+            a = self.attachments.get(volume_id)
+            if a is not None and a.server_id != server_id:
+                raise HostError(f"volume {volume_id} is still attached to server {a.server_id}")
+            if a is None:
+                taken = {x.node for x in self.attachments.values() if x.server_id == server_id}
+                a = Attachment(volume_id, server_id, vols.setup_loop(path), vols.device_name(taken))
+                self.attachments[volume_id] = a
+            try:
+                if automount:
+                    fstype = vols.fs_type(path)
+                    if fstype is None:
+                        raise HostError(f"volume {volume_id} has no file system to mount (create it with a format)")
+                    vols.add_fstab(m.merged, volume_id, fstype)
+                pid = m.init_pid() if m.running() else None
+                if pid is not None:
+                    vols.expose(pid, volume_id, a.node, a.loop)
+            except BaseException:
+                self._release(a, pid=None)
+                raise
+            return a.node
+
+    def detach_volume(self, server_id: int, volume_id: int) -> None:
+        """Remove the device and its link from the machine and free the loop device; refused
+        (nothing changes) while the machine has the volume mounted."""
+        m = self.machine(server_id)
+        with self._volumes:
+            a = self.attachments.get(volume_id)
+            if a is None or a.server_id != server_id:
+                raise HostError(f"volume {volume_id} is not attached to server {server_id}")
+            pid = m.init_pid() if m.running() else None
+            if vols.in_use(a.loop):
+                where = ", ".join(vols.mounted_at(pid, a.loop)) or "by a process"
+                raise HostError(f"volume {volume_id} is mounted in the machine ({where}): unmount it first")
+            self._release(a, pid)
+
+    def _release(self, a: Attachment, pid: int | None) -> None:
+        if pid is not None:
+            vols.unexpose(pid, a.volume_id, a.node)
+        vols.free_loop(a.loop, self.volume_file(a.volume_id))
+        self.attachments.pop(a.volume_id, None)
+
+    def _expose_all(self, server_id: int) -> None:
+        """After every boot: the machine's /dev is new, so its volumes are shown again (and their
+        fstab entries mounted)."""
+        m = self.machines.get(server_id)
+        if m is None:
+            return
+        with self._volumes:
+            pid = m.init_pid()
+            if pid is None:
+                return
+            for a in [a for a in self.attachments.values() if a.server_id == server_id]:
+                vols.expose(pid, a.volume_id, a.node, a.loop)
+
+    def resize_volume(self, volume_id: int, size_gb: int) -> None:
+        """Grow the file; an attached volume's device grows at once (the file system does not)."""
+        with self._volumes:
+            vols.grow_file(self.volume_file(volume_id), size_gb)
+            a = self.attachments.get(volume_id)
+            if a is not None:
+                vols.refresh_loop(a.loop)
+
+    def delete_volume(self, volume_id: int) -> None:
+        with self._volumes:
+            a = self.attachments.get(volume_id)
+            if a is not None:
+                raise HostError(f"volume {volume_id} is attached to server {a.server_id}")
+            self.volume_file(volume_id).unlink(missing_ok=True)
+
+    def delete_all_volumes(self) -> None:
+        """Every volume file, attached ones freed first (the side door's reset)."""
+        with self._volumes:
+            for a in list(self.attachments.values()):
+                m = self.machines.get(a.server_id)
+                self._release(a, m.init_pid() if m is not None and m.running() else None)
+            for f in self.volumes_dir.glob("*.img"):
+                f.unlink(missing_ok=True)
+
+    def prune_volumes(self, keep: set[int]) -> None:
+        """Remove the files of volumes that no longer exist (after a restart)."""
+        for f in self.volumes_dir.glob("*.img") if self.volumes_dir.is_dir() else []:
+            if f.stem.isdigit() and int(f.stem) not in keep and int(f.stem) not in self.attachments:
+                f.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import json
 import signal
 from pathlib import Path
 
+from localcloud.hosts import volumes
 from localcloud.hosts.system import (
     NFT_PREFIX,
     OUR_LINK,
@@ -74,17 +75,9 @@ def leftovers(data_dir: Path | None = None, what: str = "leftover") -> list[str]
 
 
 def _loop_devices(data_dir: Path | None) -> list[str]:
-    proc = run(["losetup", "-J", "-l"], check=False)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return []
-    out = []
-    for dev in json.loads(proc.stdout).get("loopdevices", []):
-        back = dev.get("back-file") or ""
-        ours = "/localcloud/" in back or (data_dir is not None and back.startswith(str(data_dir)))
-        if ours:
-            run(["losetup", "-d", dev["name"]], check=False)
-            out.append(f"loop device {dev['name']} ({back})")
-    return out
+    """Our loop devices only: recorded when made (and still over the recorded file), or over a
+    file below the hosts' data directory. Nobody else's loop device is touched."""
+    return volumes.free_ours(data_dir)
 
 
 def _nft_tables() -> list[str]:

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from localcloud.hosts.system import (
@@ -55,6 +56,11 @@ class Machine:
         self._restart = False
         self.boots = 0
         self.last_exit: int | None = None
+        # run once per boot when it is complete (the hosts backend exposes volumes): by whoever
+        # sees the boot complete first, the boot loop's watcher or a caller of wait_ready
+        self.on_boot: Callable[[], None] | None = None
+        self._hook_lock = threading.Lock()
+        self._hooked = 0
 
     # -- disk ------------------------------------------------------------------------------
     @property
@@ -132,7 +138,11 @@ class Machine:
                                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
                     self._proc = proc
                     self.boots += 1
+                    boot = self.boots
                 record_process(f"nspawn-{self.server_id}", proc.pid)
+                if self.on_boot is not None:  # also after a reboot from inside the machine
+                    threading.Thread(target=self._watch, args=(boot,), name=f"boot-{self.server_id}-{boot}",
+                                     daemon=True).start()
                 rc = proc.wait()
                 for cg in self.cgroups():
                     kill_cgroup(cg)
@@ -217,6 +227,26 @@ class Machine:
                             f"{state or 'not answering'})")
         if self.ssh_address:
             self._wait_ssh(deadline, timeout)
+        self._after_boot()
+
+    def _watch(self, boot: int) -> None:
+        try:
+            self.wait_ready(boot)
+        except HostError as exc:
+            log.debug("machine %s: boot %s not watched to its end: %s", self.name, boot, exc)
+
+    def _after_boot(self) -> None:
+        """Run ``on_boot`` once for the current boot; callers wait until it has run."""
+        with self._hook_lock:
+            with self._lock:
+                current = self.boots
+            if self.on_boot is None or self._hooked >= current:
+                return
+            self._hooked = current
+            try:
+                self.on_boot()
+            except Exception as exc:
+                log.warning("machine %s: after boot %s: %s", self.name, current, exc)
 
     def _wait_ssh(self, deadline: float, timeout: float) -> None:
         assert self.ssh_address is not None

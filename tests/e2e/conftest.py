@@ -4,6 +4,7 @@ an SSH key; ``ssh`` into machines; a check that nothing of localcloud's is left 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -13,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from localcloud.hosts.system import OUR_LINK, OUR_NETNS, OVERLAY_SOURCE, all_cgroup_roots, why_unsupported
+from localcloud.hosts.volumes import LOOPS_DIR
 
 REASON = why_unsupported()
+OUR_VOLUME_FILE = re.compile(r"localcloud.*/volumes/\d+\.img")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,8 +65,13 @@ def ours() -> dict[str, list[str]]:
             text = b" ".join(cmd).decode(errors="replace")
             if "--machine=lc-" in text or ("apt-cacher-ng" in text and "/run/localcloud/" in text):
                 procs.append(f"{proc.name} {text[:80]}")
+    loops = json.loads(subprocess.run(["losetup", "-J", "-l"], capture_output=True, text=True,
+                                      check=True).stdout or "{}").get("loopdevices", [])
+    recorded = sorted(p.name for p in LOOPS_DIR.iterdir()) if LOOPS_DIR.is_dir() else []
     return {
         "netns": [n for n in netns if OUR_NETNS.match(n)],
+        "loops": [f"{d['name']} {d['back-file']}" for d in loops
+                  if OUR_VOLUME_FILE.search(d.get("back-file") or "")] + [f"record {r}" for r in recorded],
         "links": [n for n in links if OUR_LINK.match(n)],
         "mounts": mounts,
         "cgroups": [str(p) for root in all_cgroup_roots() for p in root.iterdir() if p.is_dir()],

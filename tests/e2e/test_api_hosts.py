@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from hcloud import Client
+from hcloud import APIException, Client
 from hcloud.actions.domain import ActionFailedException
 from hcloud.images import Image
+from hcloud.locations import Location
 from hcloud.networks import BoundNetwork, NetworkSubnet
 from hcloud.server_types import ServerType
 from hcloud.servers import BoundServer
@@ -222,3 +223,70 @@ ssh_authorized_keys:
 """)
     out = ssh(ssh_key, server.public_net.ipv4.ip, "base64 /opt/blob; grep -c . /root/.ssh/authorized_keys").stdout
     assert out.split() == [payload, "2"]
+
+
+def test_volumes_are_block_devices_in_the_machines(client: Client, cloud: LocalCloud, ssh_key: Path) -> None:
+    key = client.ssh_keys.create(name="admin", public_key=ssh_key.with_suffix(".pub").read_text())
+    a = create(client, "vol-a", key)
+    b = create(client, "vol-b", key)
+    ip_a, ip_b = a.public_net.ipv4.ip, b.public_net.ipv4.ip
+    made = client.volumes.create(size=10, name="data", server=a, format="ext4")
+    made.action.wait_until_finished()
+    for action in made.next_actions:
+        action.wait_until_finished()
+    volume = client.volumes.get_by_id(made.volume.id)
+    dev = volume.linux_device
+    assert dev == f"/dev/disk/by-id/scsi-0HC_Volume_{volume.id}"
+    out = ssh(ssh_key, ip_a, f"readlink {dev}; blkid -o value -s TYPE {dev}; mkdir -p /data; mount {dev} /data; "
+                             "echo kept > /data/file").stdout.split()
+    assert out == ["../../sdb", "ext4"]
+    assert len(ours()["loops"]) == 2  # the loop device and its record
+
+    with pytest.raises(ActionFailedException) as failed:  # mounted: the detach fails, nothing changes
+        volume.detach().wait_until_finished()
+    assert "mounted" in (failed.value.action.error or {}).get("message", "")
+    assert client.volumes.get_by_id(volume.id).server.id == a.id
+    ssh(ssh_key, ip_a, f"umount /data; test -b {dev}")
+    volume.detach().wait_until_finished()
+    assert ssh(ssh_key, ip_a, f"test -e {dev} || test -e /dev/sdb", check=False).returncode == 1
+    assert not ours()["loops"]
+
+    volume.attach(b, automount=True).wait_until_finished()  # data intact on another server, mounted
+    mnt = f"/mnt/HC_Volume_{volume.id}"
+    assert ssh(ssh_key, ip_b, f"cat {mnt}/file; grep -c HC_Volume_{volume.id} /etc/fstab").stdout.split() == \
+        ["kept", "1"]
+
+    volume.resize(12).wait_until_finished()
+    assert ssh(ssh_key, ip_b, f"blockdev --getsize64 {dev}").stdout.strip() == str(12 << 30)
+
+    before = boot_id(ssh_key, ip_b)
+    b.reboot().wait_until_finished()
+    assert boot_id(ssh_key, ip_b) != before
+    assert ssh(ssh_key, ip_b, f"readlink {dev}; cat {mnt}/file").stdout.split() == ["../../sdb", "kept"]
+
+    # server create with volumes (xfs, automount); a second volume on b is sdc
+    location = Location(name=a.location.name)  # by name: the spec types it a string
+    other = client.volumes.create(size=10, name="logs", location=location, format="xfs")
+    other.action.wait_until_finished()
+    created = client.servers.create(name="vol-c", server_type=ServerType(name="cx23"), image=Image(name="debian-12"),
+                                    ssh_keys=[key], volumes=[other.volume], automount=True)
+    created.action.wait_until_finished()
+    for action in created.next_actions:
+        action.wait_until_finished()
+    c = client.servers.get_by_id(created.server.id)
+    out = ssh(ssh_key, c.public_net.ipv4.ip, f"findmnt -n -o FSTYPE /mnt/HC_Volume_{other.volume.id}").stdout
+    assert out.strip() == "xfs"
+
+    b.delete().wait_until_finished()  # its volume stays, detached, with the data
+    c.delete().wait_until_finished()
+    assert client.volumes.get_by_id(volume.id).server is None and not ours()["loops"]
+    volume.attach(a).wait_until_finished()
+    assert ssh(ssh_key, ip_a, f"mount {dev} /data; cat /data/file; umount /data").stdout == "kept\n"
+    with pytest.raises(APIException):
+        volume.delete()  # attached
+    volume.detach().wait_until_finished()
+    volume.delete()
+    client.volumes.get_by_id(other.volume.id).delete()
+    a.delete().wait_until_finished()
+    time.sleep(0.5)
+    assert not ours()["loops"] and not list((cloud.state / "api" / "hosts" / "volumes").glob("*.img"))

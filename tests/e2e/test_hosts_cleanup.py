@@ -28,6 +28,8 @@ SCRIPT = textwrap.dedent("""
     h.create(ServerSpec(59000101, "doomed", ImageRef("debian-12"), [], None, "198.51.100.240", None,
                         [PrivateNic(19000101, "10.99.0.0/16", "10.99.0.2")]))
     h.boot(59000101)
+    h.create_volume(1, 10, "ext4")
+    h.attach_volume(59000101, 1)
     print("READY", flush=True)
     time.sleep(600)
 """)
@@ -39,6 +41,11 @@ def test_start_removes_the_leftovers_of_a_killed_run(workdir: Path) -> None:
     # what merely looks like ours must survive: a bridge and a namespace whose names are not ours
     subprocess.run(["ip", "link", "add", "lcfoo0", "type", "bridge"], check=True)
     subprocess.run(["ip", "netns", "add", "lc-foo"], check=True)
+    foreign_file = workdir / "not-ours" / "disk.img"  # a loop device of someone else's
+    foreign_file.parent.mkdir(parents=True, exist_ok=True)
+    foreign_file.write_bytes(b"\0" * (1 << 20))
+    foreign = subprocess.run(["losetup", "--find", "--show", str(foreign_file)], capture_output=True, text=True,
+                             check=True).stdout.strip()
     try:
         data = workdir / "killed-run"
         proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(data)], stdout=subprocess.PIPE, text=True,
@@ -52,13 +59,14 @@ def test_start_removes_the_leftovers_of_a_killed_run(workdir: Path) -> None:
         left = ours()
         assert "lc-59000101" in left["netns"] and "lcp59000101" in left["links"] and "lc-n19000101" in left["links"]
         assert left["mounts"] and left["cgroups"] and len(left["processes"]) >= 2  # nspawn and apt-cacher-ng
+        assert any("volumes/1.img" in entry for entry in left["loops"])
 
         h = Hosts(data_dir=data)
         h.start()
         try:
             removed = " ".join(h.removed_at_start)
             for what in ("process nspawn-59000101", "process apt-cacher-ng", "netns lc-59000101",
-                         "link lc-n19000101", "mount localcloud-59000101"):
+                         "link lc-n19000101", "mount localcloud-59000101", "loop device /dev/loop"):
                 assert what in removed  # (the veths went with their namespace)
             assert not (data / "machines" / "59000101").exists()
         finally:
@@ -66,6 +74,9 @@ def test_start_removes_the_leftovers_of_a_killed_run(workdir: Path) -> None:
         assert_nothing_left()
         assert subprocess.run(["ip", "link", "show", "lcfoo0"], capture_output=True).returncode == 0
         assert "lc-foo" in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert subprocess.run(["losetup", "-j", str(foreign_file)], capture_output=True, text=True,
+                              check=True).stdout.startswith(f"{foreign}:")
     finally:
+        subprocess.run(["losetup", "-d", foreign], capture_output=True)
         subprocess.run(["ip", "link", "del", "lcfoo0"], capture_output=True)
         subprocess.run(["ip", "netns", "del", "lc-foo"], capture_output=True)
