@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,24 +124,36 @@ def ensure_public_bridge(pools: Iterable[str] = PUBLIC_POOLS) -> None:
     run(["ip", "link", "set", PUBLIC_BRIDGE, "up"])
 
 
+# Servers boot on worker threads, several at once on one network: creating and removing a
+# network's bridge must not interleave ("RTNETLINK answers: File exists").
+BRIDGES_LOCK = threading.RLock()
+
+
 def ensure_network_bridge(network_id: int) -> str:
     """The bridge of a Hetzner network: no address here, so this machine cannot reach it."""
     name = network_bridge(network_id)
-    if not link_exists(name):
-        run(["ip", "link", "add", name, "type", "bridge"])
-        run(["ip", "link", "set", name, "alias", f"localcloud network {network_id}"])
-    run(["ip", "link", "set", name, "up"])
+    with BRIDGES_LOCK:
+        if not link_exists(name):
+            run(["ip", "link", "add", name, "type", "bridge"])
+            run(["ip", "link", "set", name, "alias", f"localcloud network {network_id}"])
+        run(["ip", "link", "set", name, "up"])
     return name
 
 
 def remove_network_bridge(network_id: int) -> None:
     name = network_bridge(network_id)
-    if link_exists(name):
-        run(["ip", "link", "del", name], check=False)
+    with BRIDGES_LOCK:
+        if link_exists(name):
+            run(["ip", "link", "del", name], check=False)
 
 
 def remove_unused_network_bridges() -> None:
     """Networks' bridges with no port left (their last server went away)."""
+    with BRIDGES_LOCK:
+        _remove_unused_network_bridges()
+
+
+def _remove_unused_network_bridges() -> None:
     links = _links()
     used = {link.get("master") for link in links if link.get("master")}
     for link in links:
@@ -233,11 +246,13 @@ def attach_private(server_id: int, nic: PrivateNic) -> str:
         detach_private(server_id, nic.network_id)
         existing.pop(nic.network_id)
     slot = next(k for k in range(1, 100) if k not in {s for _, s in existing.values()})
-    bridge = ensure_network_bridge(nic.network_id)
     host, inner = private_veth(server_id, slot), inner_name(slot)
-    run(["ip", "link", "add", host, "type", "veth", "peer", "name", inner, "netns", ns])
-    run(["ip", "link", "set", host, "alias", f"localcloud server {server_id} network {nic.network_id} slot {slot}"])
-    run(["ip", "link", "set", host, "master", bridge, "up"])
+    with BRIDGES_LOCK:  # the bridge must not be removed as unused before our port joins it
+        bridge = ensure_network_bridge(nic.network_id)
+        run(["ip", "link", "add", host, "type", "veth", "peer", "name", inner, "netns", ns])
+        run(["ip", "link", "set", host, "alias",
+             f"localcloud server {server_id} network {nic.network_id} slot {slot}"])
+        run(["ip", "link", "set", host, "master", bridge, "up"])
     if nic.mac:
         run(["ip", "-n", ns, "link", "set", inner, "address", nic.mac])
     prefix = ipaddress.ip_network(nic.ip_range, strict=False).prefixlen

@@ -23,7 +23,7 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 PACKAGES = ["ca-certificates", "curl", "gnupg", "nftables", "unattended-upgrades", "apt-listchanges",
             "systemd-timesyncd", "cron", "logrotate", "less", "procps"]
 
-# Kernel settings per role; vm.* cannot be set inside a container (localcloud's machines).
+# Kernel settings per role; inside a container (localcloud's machines) only net.* can be set.
 SYSCTLS: dict[str, dict[str, str]] = {
     "all": {"net.ipv4.tcp_syncookies": "1", "net.ipv4.conf.all.rp_filter": "1",
             "net.ipv4.conf.all.accept_redirects": "0", "net.ipv4.conf.all.send_redirects": "0",
@@ -64,7 +64,8 @@ def base() -> None:
     systemd.service(name="journald: restart", service="systemd-journald", restarted=True, _if=journald.did_change)
 
     wanted = sysctls_for(role)
-    applicable = {k: v for k, v in wanted.items() if not (in_container and k.startswith("vm."))}
+    # in a container only the network namespace's own net.* keys can be set (test-hosts.md)
+    applicable = {k: v for k, v in wanted.items() if not in_container or k.startswith("net.")}
     skipped = sorted(set(wanted) - set(applicable))
     if skipped:
         logger.info(f"{host.name}: sysctls not applicable in a container: {', '.join(skipped)}")

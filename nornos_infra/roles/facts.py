@@ -21,11 +21,12 @@ class FilesystemType(FactBase[str]):
     """The filesystem on a block device ("" when blank, None when the device is missing)."""
 
     def command(self, device: str) -> str:
-        return f"test -b {device} || {{ echo MISSING; exit 0; }}; blkid -o value -s TYPE {device} || true"
+        # always some output: pyinfra turns an empty output into the fact's default (None)
+        return f"test -b {device} || {{ echo MISSING; exit 0; }}; echo \"fs:$(blkid -o value -s TYPE {device})\""
 
     def process(self, output: list[str]) -> Any:
         text = "\n".join(output).strip()
-        return None if text == "MISSING" else text
+        return None if text == "MISSING" else text.removeprefix("fs:")
 
 
 class MemoryMb(FactBase[int]):

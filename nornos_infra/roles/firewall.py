@@ -61,8 +61,8 @@ def firewall() -> None:
     staged = files.template(name="nftables: stage the role's rules", src=str(TEMPLATES / "nornos.nft.j2"),
                             dest=RULES_PATH + ".new", mode="600", **context)
     changed = staged.did_change
-    server.shell(name="nftables: check the new rules (nft -c)", commands=[f"nft -c -f {RULES_PATH}.new"])
-    server.shell(name="nftables: load the new rules",
-                 commands=[f"cp {RULES_PATH}.new {RULES_PATH}", f"nft -f {RULES_PATH}"],
+    # checked with nft -c first; nothing is loaded when the check fails (the old rules stay)
+    server.shell(name="nftables: check (nft -c) and load the new rules",
+                 commands=[f"nft -c -f {RULES_PATH}.new", f"cp {RULES_PATH}.new {RULES_PATH}", f"nft -f {RULES_PATH}"],
                  _if=lambda: changed() or main.did_change())
     systemd.service(name="nftables: enabled at boot", service="nftables", enabled=True, running=True)

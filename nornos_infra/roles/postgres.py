@@ -88,7 +88,10 @@ def postgresql() -> None:
                          dest=f"{CONF_DIR}/pg_hba.conf", user="postgres", group="postgres", mode="640",
                          apps=APPS, sources=hba_entries(nodes))
     systemd.service(name="PostgreSQL running", service=f"postgresql@{PG_VERSION}-main", running=True,
-                    enabled=True, restarted=conf.did_change)
+                    enabled=True)
+    # listen_addresses needs a restart; _if, because restarted=conf.did_change is always truthy
+    systemd.service(name="PostgreSQL: restart on new settings", service=f"postgresql@{PG_VERSION}-main",
+                    restarted=True, _if=conf.did_change)
     systemd.service(name="PostgreSQL: reload pg_hba", service=f"postgresql@{PG_VERSION}-main", reloaded=True,
                     _if=lambda: hba.did_change() and not conf.did_change())
 
