@@ -56,11 +56,11 @@ class Body:
             return default
         return value
 
-    def name(self, key: str = "name", required: bool = True) -> Any:
-        """A resource name: 1-63 characters, as the API enforces for most resources."""
+    def name(self, key: str = "name", required: bool = True, max_len: int = 63) -> Any:
+        """A resource name: 1-63 characters for most resources (some families allow more)."""
         value = self.string(key, required=required)
-        if value is not None and not (1 <= len(value) <= 63 and value.strip() == value):
-            self.problem(key, "must be 1-63 characters without surrounding spaces")
+        if value is not None and not (1 <= len(value) <= max_len and value.strip() == value):
+            self.problem(key, f"must be 1-{max_len} characters without surrounding spaces")
             return None
         return value
 

@@ -87,10 +87,11 @@ def change_protection(req: Request, rtype: str, keys: tuple[str, ...] = ("delete
     return cloud.action_reply(action)
 
 
-def update_name_labels(req: Request, rtype: str, doc: Doc, *, name_unique: bool = True) -> None:
+def update_name_labels(req: Request, rtype: str, doc: Doc, *, name_unique: bool = True,
+                       name_max: int = 63) -> None:
     """PUT body shared by most resources: ``name`` and/or ``labels``."""
     body = Body(req.body)
-    name = body.name("name", required=False)
+    name = body.name("name", required=False, max_len=name_max)
     labels = body.labels()
     body.check()
     if name is not None and name != doc.get("name"):

@@ -25,7 +25,7 @@ from typing import Any
 
 from localcloud import errors
 from localcloud.actions import on_complete, on_failure
-from localcloud.api.common import public, register_action_routes
+from localcloud.api.common import public, register_action_routes, update_name_labels
 from localcloud.cloud import Cloud, now_iso
 from localcloud.events import subscribe
 from localcloud.labels import Selector, parse_selector
@@ -157,13 +157,6 @@ def render(cloud: Cloud, doc: Doc) -> Doc:
 
 
 # -- validation -----------------------------------------------------------------------------
-def _read_name(body: Body, required: bool) -> Any:
-    name = body.string("name", required=required, max_len=NAME_MAX)
-    if name is not None and (not name or name.strip() != name):
-        body.problem("name", f"must be 1-{NAME_MAX} characters without surrounding spaces")
-        return None
-    return name
-
 
 def _read_cidrs(body: Body, key: str) -> list[str] | None:
     """A list of CIDR blocks (networks or single hosts), IPv6 in canonical form (RFC 5952)."""
@@ -356,7 +349,7 @@ def list_firewalls(req: Request) -> Reply:
 def create_firewall(req: Request) -> Reply:
     cloud = req.cloud
     body = Body(req.body)
-    name = _read_name(body, required=True)
+    name = body.name("name", required=True, max_len=NAME_MAX)
     labels = body.labels()
     rules = _read_rules(body, required=False)
     entries = _read_resources(body, "apply_to", required=False) or []
@@ -382,19 +375,10 @@ def get_firewall(req: Request) -> Reply:
 
 @route("PUT", "/firewalls/{id}")
 def update_firewall(req: Request) -> Reply:
-    cloud = req.cloud
     doc = _firewall(req)
-    body = Body(req.body)
-    name = _read_name(body, required=False)
-    labels = body.labels()
-    body.check()
-    if name is not None and name != doc["name"]:
-        cloud.ensure_unique_name(KIND, name, except_id=doc["id"])
-        doc["name"] = name
-    if labels is not None:
-        doc["labels"] = labels
-    cloud.store.put(KIND, doc)
-    return Reply(200, {"firewall": render(cloud, doc)})
+    update_name_labels(req, KIND, doc, name_max=NAME_MAX)
+    req.cloud.store.put(KIND, doc)
+    return Reply(200, {"firewall": render(req.cloud, doc)})
 
 
 @route("DELETE", "/firewalls/{id}")

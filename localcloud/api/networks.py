@@ -93,13 +93,6 @@ def render(cloud: Cloud, doc: Doc) -> Doc:
 
 
 # -- validation -----------------------------------------------------------------------------
-def _read_name(body: Body, required: bool) -> Any:
-    name = body.string("name", required=required, max_len=NAME_MAX)
-    if name is not None and (not name or name.strip() != name):
-        body.problem("name", f"must be 1-{NAME_MAX} characters without surrounding spaces")
-        return None
-    return name
-
 
 def _parse_net(body: Body, key: str, required: bool = True) -> Net | None:
     """An IPv4 CIDR with no host bits set."""
@@ -269,7 +262,7 @@ def list_networks(req: Request) -> Reply:
 def create_network(req: Request) -> Reply:
     cloud = req.cloud
     body = Body(req.body)
-    name = _read_name(body, required=True)
+    name = body.name("name", required=True, max_len=NAME_MAX)
     net = _check_network_range(body, "ip_range", _parse_net(body, "ip_range"))
     labels = body.labels()
     expose = body.boolean("expose_routes_to_vswitch", default=False)
@@ -310,7 +303,7 @@ def update_network(req: Request) -> Reply:
     cloud = req.cloud
     doc = _network(req)
     body = Body(req.body)
-    name = _read_name(body, required=False)
+    name = body.name("name", required=False, max_len=NAME_MAX)
     labels = body.labels()
     expose = body.boolean("expose_routes_to_vswitch")
     body.check()

@@ -10,10 +10,8 @@ Membership is recorded only on the servers (``server.placement_group``); a group
 
 from __future__ import annotations
 
-from typing import Any
-
 from localcloud import errors
-from localcloud.api.common import public
+from localcloud.api.common import public, update_name_labels
 from localcloud.cloud import Cloud, now_iso
 from localcloud.listing import filter_common, page, sort_items
 from localcloud.router import Reply, Request, route
@@ -43,13 +41,6 @@ def render(cloud: Cloud, doc: Doc) -> Doc:
     return out
 
 
-def _read_name(body: Body, required: bool) -> Any:
-    name = body.string("name", required=required, max_len=NAME_MAX)
-    if name is not None and (not name or name.strip() != name):
-        body.problem("name", f"must be 1-{NAME_MAX} characters without surrounding spaces")
-        return None
-    return name
-
 
 def _group(req: Request) -> Doc:
     return req.cloud.get(KIND, req.id(), "placement group")
@@ -72,7 +63,7 @@ def create_placement_group(req: Request) -> Reply:
     """The spec's reply carries ``action``: null, as creating a group runs no action."""
     cloud = req.cloud
     body = Body(req.body)
-    name = _read_name(body, required=True)
+    name = body.name("name", required=True, max_len=NAME_MAX)
     gtype = body.string("type", required=True, choices=TYPES)
     labels = body.labels()
     body.check()
@@ -91,19 +82,10 @@ def get_placement_group(req: Request) -> Reply:
 
 @route("PUT", "/placement_groups/{id}")
 def update_placement_group(req: Request) -> Reply:
-    cloud = req.cloud
     doc = _group(req)
-    body = Body(req.body)
-    name = _read_name(body, required=False)
-    labels = body.labels()
-    body.check()
-    if name is not None and name != doc["name"]:
-        cloud.ensure_unique_name(KIND, name, except_id=doc["id"])
-        doc["name"] = name
-    if labels is not None:
-        doc["labels"] = labels
-    cloud.store.put(KIND, doc)
-    return Reply(200, {"placement_group": render(cloud, doc)})
+    update_name_labels(req, KIND, doc, name_max=NAME_MAX)
+    req.cloud.store.put(KIND, doc)
+    return Reply(200, {"placement_group": render(req.cloud, doc)})
 
 
 @route("DELETE", "/placement_groups/{id}")
