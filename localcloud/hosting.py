@@ -19,11 +19,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from localcloud import events
 from localcloud.api import images
 
 if TYPE_CHECKING:
     from localcloud.cloud import Cloud
     from localcloud.hosts.backend import Hosts, ImageRef, ServerSpec
+    from localcloud.hosts.firewall import Guarded
     from localcloud.hosts.network import PrivateNic
     from localcloud.store import Doc
 
@@ -185,6 +187,46 @@ def public_net_changed(cloud: Cloud, server: Doc) -> None:
     if jobs is not None and cloud.store.get("server", server["id"]) is not None:
         ipv4, ipv6 = _public(cloud, server)
         jobs.submit(_key(server["id"]), jobs.hosts.set_public, server["id"], ipv4, ipv6)
+        firewalls_changed(cloud)
+
+
+# -- cloud firewalls ---------------------------------------------------------------------------
+def guarded_servers(cloud: Cloud) -> list[Guarded]:
+    """Every server with a public address and at least one firewall, with all their rules."""
+    from localcloud.api import firewalls
+    from localcloud.hosts.firewall import Guarded, Rule
+
+    out = []
+    for server in cloud.store.all("server"):
+        ipv4, ipv6 = _public(cloud, server)
+        applied = firewalls.firewalls_for_server(cloud, server)
+        if not applied or (ipv4 is None and ipv6 is None):
+            continue
+        rules = []
+        for fid in applied:
+            for r in (cloud.store.get(firewalls.KIND, fid) or {}).get("rules", []):
+                ips = r["source_ips"] if r["direction"] == "in" else r["destination_ips"]
+                rules.append(Rule(r["direction"], r["protocol"], r.get("port"), tuple(ips)))
+        out.append(Guarded(int(server["id"]), ipv4, ipv6, tuple(rules)))
+    return out
+
+
+def firewalls_changed(cloud: Cloud, actions: Sequence[Doc] = ()) -> None:
+    """Rules or where they apply changed (or a server, its labels or addresses): the filters on
+    this machine follow; ``actions`` (apply_firewall, set_firewall_rules, ...) end when they do."""
+    jobs = _jobs(cloud)
+    if jobs is None:
+        return
+    future = jobs.submit("firewalls", jobs.hosts.set_firewalls, guarded_servers(cloud))
+    for action in actions:
+        _tie(cloud, action, future)
+
+
+@events.subscribe("server.created")
+@events.subscribe("server.deleted")
+@events.subscribe("server.labels_changed")
+def _server_changed(cloud: Cloud, server: Doc, **_: Any) -> None:
+    firewalls_changed(cloud)
 
 
 def rebuilt(cloud: Cloud, server: Doc, image_id: int, action: Doc) -> None:
@@ -265,3 +307,4 @@ def resume(cloud: Cloud) -> None:
             jobs.submit(_key(server["id"]), jobs.hosts.boot, server["id"])
     jobs.hosts.prune_disks(keep)
     jobs.hosts.prune_volumes({int(v["id"]) for v in cloud.store.all("volume")})
+    firewalls_changed(cloud)

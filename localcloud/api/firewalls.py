@@ -9,7 +9,8 @@ when a server is created with ``firewalls``.
 Decisions where the spec leaves room:
 - Changes take effect in the reply; the ``apply_firewall`` / ``remove_firewall`` /
   ``set_firewall_rules`` actions only report them, and undo them if they fail (injected
-  fault).
+  fault). With real hosts they end once the filters on this machine follow
+  (``hosting.firewalls_changed``, ``hosts/firewall.py``).
 - Removing a server that a label selector of the firewall matches answers
   ``firewall_managed_by_label_selector`` even if it was also applied directly (the direct
   entry cannot be dropped while the selector holds it); removing what is not applied
@@ -23,7 +24,7 @@ import ipaddress
 import re
 from typing import Any
 
-from localcloud import errors
+from localcloud import errors, hosting
 from localcloud.actions import on_complete, on_failure
 from localcloud.api.common import public, register_action_routes, update_name_labels
 from localcloud.cloud import Cloud, now_iso
@@ -364,6 +365,8 @@ def create_firewall(req: Request) -> Reply:
     if doc["rules"]:
         actions.append(cloud.engine.start("set_firewall_rules", [(KIND, doc["id"])]))
     actions += _apply(cloud, doc, entries)
+    if entries:
+        hosting.firewalls_changed(cloud, actions)
     return Reply(201, {"firewall": render(cloud, doc), "actions": [cloud.action(a) for a in actions]})
 
 
@@ -408,6 +411,7 @@ def set_rules(req: Request) -> Reply:
                                   params={"firewall": doc["id"], "old": old, "new": doc["rules"]})]
     for sid in affected_server_ids(cloud, doc):
         actions.append(cloud.engine.start("apply_firewall", [(KIND, doc["id"]), ("server", sid)]))
+    hosting.firewalls_changed(cloud, actions)
     return _actions_reply(cloud, actions)
 
 
@@ -419,7 +423,9 @@ def apply_to_resources(req: Request) -> Reply:
     entries = _read_resources(body, "apply_to", required=True) or []
     body.check()
     _check_apply(cloud, doc, entries, not_found_status=404)
-    return _actions_reply(cloud, _apply(cloud, doc, entries))
+    actions = _apply(cloud, doc, entries)
+    hosting.firewalls_changed(cloud, actions)
+    return _actions_reply(cloud, actions)
 
 
 @route("POST", "/firewalls/{id}/actions/remove_from_resources")
@@ -451,6 +457,7 @@ def remove_from_resources(req: Request) -> Reply:
         cloud.store.put(KIND, doc)
         actions.append(cloud.engine.start("remove_firewall", resources, finish="firewall.remove",
                                           params={"firewall": doc["id"], "entry": entry}))
+    hosting.firewalls_changed(cloud, actions)
     return _actions_reply(cloud, actions)
 
 

@@ -37,6 +37,10 @@ def config_text(cache_dir: Path, log_dir: Path, run_dir: Path, address: str, por
         " /debian-security ; file:backends_debian_security",
         "ReportPage: acng-report.html",
         "ExThreshold: 4",
+        # a stalled mirror connection is dropped and retried instead of holding every
+        # machine's apt-get behind it
+        "NetworkTimeout: 30",
+        "DlMaxRetries: 5",
         "PassThroughPattern: ^$",  # no CONNECT tunnels: nothing but Debian packages goes through
         "",
     ])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from localcloud.api.primary_ips import ADMIN_ADDRESS
-from localcloud.hosts import cleanup, cloudinit, network, snapshot, template
+from localcloud.hosts import cleanup, cloudinit, firewall, network, snapshot, template
 from localcloud.hosts import volumes as vols
 from localcloud.hosts.aptproxy import AptProxy
 from localcloud.hosts.machine import Machine
@@ -82,6 +82,7 @@ class Hosts:
         self.attachments: dict[int, Attachment] = {}  # volume id -> its attachment
         self._volumes = threading.RLock()  # attachments change in jobs and in boot watchers
         self._keep_disks = False
+        self.firewalls: tuple[firewall.Guarded, ...] | None = None  # what the nft table holds now
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -167,6 +168,7 @@ class Hosts:
         if not self._keep_disks:
             shutil.rmtree(self.volumes_dir, ignore_errors=True)
         self.proxy.stop()
+        self.firewalls = None  # the table goes with the leftovers below
         if self._lock_file is not None:
             cleanup.leftovers(None, "")  # namespaces, veths, bridges, cgroups: nothing of ours stays
             self._lock_file.close()
@@ -275,6 +277,13 @@ class Hosts:
         m.ssh_address = self._usable(ipv4)
         spec = self.specs[server_id]
         spec.ipv4, spec.ipv6_net = ipv4, ipv6_net
+
+    def set_firewalls(self, guarded: list[firewall.Guarded]) -> None:
+        """The cloud firewalls' filters for these servers (the whole set; unchanged: nothing done)."""
+        wanted = tuple(sorted(guarded, key=lambda g: g.server_id))
+        if wanted != self.firewalls:
+            firewall.apply(wanted)
+            self.firewalls = wanted
 
     def rebuild(self, server_id: int, image: ImageRef, *, ssh_keys: list[str] | None = None,
                 user_data: str | None = None, boot: bool = True) -> None:

@@ -239,6 +239,21 @@ def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
+def apt_proxy_conf(proxy_url: str) -> str:
+    """apt's settings for the machines: every request through the proxy, and no request that
+    can hang for ever. apt pipelines HTTP requests by default; through apt-cacher-ng, with
+    several fresh machines fetching the same indexes at once, a pipelined connection was seen
+    to stall until killed. One request per connection, a 30 s stall limit and retries make a
+    slow mirror a delay instead of a hang."""
+    return "\n".join([
+        f'Acquire::http::Proxy "{proxy_url}/";',
+        'Acquire::http::Pipeline-Depth "0";',
+        'Acquire::http::Timeout "30";',
+        'Acquire::Retries "5";',
+        "",
+    ])
+
+
 def seed(root: Path, *, hostname: str, ssh_keys: list[str], user_data: str | None, proxy_url: str,
          instance_id: str | None = None) -> str:
     """Prepare a machine's disk (mounted at ``root``) for its first boot as a new instance."""
@@ -257,7 +272,7 @@ def seed(root: Path, *, hostname: str, ssh_keys: list[str], user_data: str | Non
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ssh_dir.chmod(0o700)
     _write(root, "root/.ssh/authorized_keys", "".join(k.strip() + "\n" for k in ssh_keys), 0o600)
-    _write(root, "etc/apt/apt.conf.d/01localcloud-proxy", f'Acquire::http::Proxy "{proxy_url}/";\n')
+    _write(root, "etc/apt/apt.conf.d/01localcloud-proxy", apt_proxy_conf(proxy_url))
     _write(root, PLAN_FILE, json.dumps(pl, indent=1) + "\n", 0o600)
     (root / DONE_FILE).unlink(missing_ok=True)
     for leftover in ("var/log/cloud-init-output.log", "var/lib/localcloud/scripts"):

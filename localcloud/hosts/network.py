@@ -212,6 +212,33 @@ def set_public(server_id: int, ipv4: str | None, ipv6_net: str | None,
         run(["ip", "-n", ns, "-6", "route", "replace", PUBLIC_IPV6, "dev", "eth0"])
 
 
+# -- other hosts on the internet ------------------------------------------------------------
+def add_internet_host(index: int, address: str, pools: Iterable[str] = PUBLIC_POOLS) -> str:
+    """A namespace on lc-pub at ``address``: another host on the internet (not this machine,
+    not a server), from which tests and demos probe what the cloud firewalls let through.
+    Returns the namespace's name (``ip netns exec <name> ...``)."""
+    ns, host = f"lc-inet{index}", f"lci{index}"
+    remove_internet_host(index)
+    run(["ip", "netns", "add", ns])
+    run(["ip", "-n", ns, "link", "set", "lo", "up"])
+    run(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns])
+    run(["ip", "link", "set", host, "master", PUBLIC_BRIDGE, "up"])
+    own = next((p for p in pools if ipaddress.ip_address(address) in ipaddress.ip_network(p)), None)
+    prefix = ipaddress.ip_network(own).prefixlen if own else 32
+    run(["ip", "-n", ns, "addr", "add", f"{address}/{prefix}", "dev", "eth0"])
+    run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+    for pool in pools:
+        if pool != own:
+            run(["ip", "-n", ns, "route", "replace", pool, "dev", "eth0", "scope", "link"])
+    return ns
+
+
+def remove_internet_host(index: int) -> None:
+    run(["ip", "netns", "del", f"lc-inet{index}"], check=False)
+    if link_exists(f"lci{index}"):
+        run(["ip", "link", "del", f"lci{index}"], check=False)
+
+
 # -- private networks ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class PrivateNic:

@@ -131,7 +131,7 @@ def _tweak(root: Path, suite: str, proxy_url: str) -> None:
     (root / "etc/apt/sources.list").unlink(missing_ok=True)
     (root / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
     (root / "etc/apt/sources.list.d/debian.sources").write_text(sources(suite))
-    (root / "etc/apt/apt.conf.d/01localcloud-proxy").write_text(f'Acquire::http::Proxy "{proxy_url}/";\n')
+    (root / "etc/apt/apt.conf.d/01localcloud-proxy").write_text(cloudinit.apt_proxy_conf(proxy_url))
     for rel, (text, mode) in cloudinit.TEMPLATE_FILES.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from pyinfra.context import host
 from pyinfra.operations import apt, files
 
 from nornos_infra import secrets as env_secrets
-from nornos_infra.roles.ops import secret_file
+from nornos_infra.roles.ops import apt_update, secret_file
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 BACKUP_DIR = "/mnt/postgres-data/backups"
@@ -46,8 +46,8 @@ def _common(role: str) -> None:
     env = str(host.data.get("env"))
     loaded = env_secrets.load(env)
     values = {k: loaded[k] for k in loaded}
-    apt.packages(name="Backup tools (age, rclone)", packages=["age", "rclone", "curl"], update=True,
-                 cache_time=6 * 3600, _retries=3)
+    apt_update(name="Update apt lists", cache_time=6 * 3600)
+    apt.packages(name="Backup tools (age, rclone)", packages=["age", "rclone", "curl"], _retries=3)
     files.directory(name="Backup settings directory", path="/etc/nornos", mode="700")
     files.directory(name="Backup status directory", path="/var/lib/nornos", mode="755")
     secret_file(name="Backup settings (secrets)", path="/etc/nornos/backup.env",

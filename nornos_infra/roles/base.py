@@ -17,6 +17,7 @@ from pyinfra.context import host
 from pyinfra.operations import apt, files, server, systemd
 
 from nornos_infra.roles.facts import InContainer
+from nornos_infra.roles.ops import apt_update
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 
@@ -44,8 +45,8 @@ def base() -> None:
     role = str(host.data.get("role", ""))
     in_container = host.get_fact(InContainer)
     server.hostname(name="Set the hostname", hostname=host.name)
-    apt.packages(name="Install base packages", packages=PACKAGES, update=True, cache_time=6 * 3600,
-                 _retries=3)
+    apt_update(name="Update apt lists", cache_time=6 * 3600)
+    apt.packages(name="Install base packages", packages=PACKAGES, _retries=3)
 
     files.put(name="Unattended security upgrades", src=str(TEMPLATES / "20auto-upgrades"),
               dest="/etc/apt/apt.conf.d/20auto-upgrades", mode="644")

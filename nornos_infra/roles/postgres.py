@@ -24,6 +24,7 @@ from nornos_infra import secrets as env_secrets
 from nornos_infra.kube.generated import DB_APPS
 from nornos_infra.roles import scram, sizing
 from nornos_infra.roles.facts import FilesystemType, MemoryMb, PostgresPasswordVerifier
+from nornos_infra.roles.ops import apt_update
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 PG_VERSION = "15"  # Debian 12's PostgreSQL
@@ -46,8 +47,8 @@ def postgresql() -> None:
         raise OperationError(f"{host.name}: the inventory has no volume_device/private_ip; run provision.py")
     values = env_secrets.load(str(host.data.get("env")))
 
-    apt.packages(name="Install PostgreSQL", packages=[f"postgresql-{PG_VERSION}", "postgresql-client"],
-                 update=True, cache_time=6 * 3600, _retries=3)
+    apt_update(name="Update apt lists", cache_time=6 * 3600)
+    apt.packages(name="Install PostgreSQL", packages=[f"postgresql-{PG_VERSION}", "postgresql-client"], _retries=3)
 
     filesystem = host.get_fact(FilesystemType, device=device)
     if filesystem is None:

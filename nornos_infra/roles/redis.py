@@ -19,7 +19,7 @@ from pyinfra.operations import apt, files, systemd
 from nornos_infra import secrets as env_secrets
 from nornos_infra.roles import sizing
 from nornos_infra.roles.facts import MemoryMb
-from nornos_infra.roles.ops import secret_file
+from nornos_infra.roles.ops import apt_update, secret_file
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 APP_USER = "nornos_app"
@@ -42,8 +42,8 @@ def redis() -> None:
     if not private_ip:
         raise OperationError(f"{host.name}: the inventory has no private_ip; run provision.py")
     values = env_secrets.load(str(host.data.get("env")))
-    apt.packages(name="Install Redis", packages=["redis-server", "redis-tools"], update=True,
-                 cache_time=6 * 3600, _retries=3)
+    apt_update(name="Update apt lists", cache_time=6 * 3600)
+    apt.packages(name="Install Redis", packages=["redis-server", "redis-tools"], _retries=3)
     memory = sizing.effective_mb(host.get_fact(MemoryMb), host.data.get("memory_mb"))
     conf = files.template(name="Redis settings", src=str(TEMPLATES / "redis.conf.j2"), dest="/etc/redis/redis.conf",
                           user="redis", group="redis", mode="640", private_ip=private_ip,
