@@ -56,20 +56,23 @@ def lc_status(c: Context) -> None:
           f"resources {', '.join(f'{k} {v}' for k, v in stats['resources'].items() if v)}")
 
 
-def _localcloud_env(c: Context) -> dict[str, str]:
-    """Start localcloud when HCLOUD_ENDPOINT is not set, and make the admin key; return the env vars."""
+def _localcloud_env(c: Context, real_hosts: bool = False) -> dict[str, str]:
+    """Start localcloud when HCLOUD_ENDPOINT is not set (with real machines when asked and
+    possible here), and make the admin key; return the env vars."""
     from localcloud import control
+    from localcloud.hosts.system import why_unsupported
     from nornos_infra.admin_key import ensure_keypair
 
     ensure_keypair(STATE / "ssh" / "id_ed25519")
     if os.environ.get("HCLOUD_ENDPOINT") and os.environ.get("HCLOUD_TOKEN"):
         return {}
-    running = control.up(STATE)
+    nspawn = real_hosts and why_unsupported() is None
+    running = control.up(STATE, extra=["--hosts", "nspawn"] if nspawn else [])
     return running.env
 
 
-def _provision(c: Context, env: str, *flags: str) -> None:
-    extra = _localcloud_env(c)
+def _provision(c: Context, env: str, *flags: str, real_hosts: bool = False) -> None:
+    extra = _localcloud_env(c, real_hosts)
     cmd = " ".join([sys.executable, str(ROOT / "provision.py"), env, *flags])
     result = c.run(cmd, env=extra, warn=True, pty=False)
     if result is not None and result.exited not in (0,):
@@ -94,30 +97,74 @@ def destroy(c: Context, env: str = "dev", force: bool = False) -> None:
     _provision(c, env, "--destroy", *(["--force"] if force else []))
 
 
-@task(help={"port": "localcloud port"})
-def demo(c: Context, port: int = 8700) -> None:
-    """The quick start: localcloud, then dev planned, provisioned, and its inventory shown."""
+LOCALCLOUD_SSH = ["--data", "ssh_strict_host_key_checking=off", "--data", "ssh_known_hosts_file=/dev/null"]
+
+
+def _secrets_env() -> dict[str, str]:
+    """On localcloud (no HCLOUD_ENDPOINT of your own) the env's secrets and their age key live in
+    .localcloud/, so that a demo never touches secrets/ or ~/.config; your settings win."""
+    if os.environ.get("HCLOUD_ENDPOINT"):
+        return {}
+    return {"NORNOS_SECRETS_DIR": os.environ.get("NORNOS_SECRETS_DIR", str(STATE / "secrets")),
+            "SOPS_AGE_KEY_FILE": os.environ.get("SOPS_AGE_KEY_FILE", str(STATE / "age.txt"))}
+
+
+@task(help={"port": "localcloud port", "api_only": "no real machines: provision on the API alone (no root needed)"})
+def demo(c: Context, port: int = 8700, api_only: bool = False) -> None:
+    """The quick start: localcloud with real Debian machines, dev provisioned and deployed, then
+    what runs where and what is reachable from where (API only without root)."""
     from hcloud import APIException
 
-    from localcloud import control
+    from localcloud import control, tour
+    from localcloud.hosts.system import why_unsupported
+    from nornos_infra import secrets
     from nornos_infra.admin_key import ensure_keypair
+    from nornos_infra.errors import UserError
 
+    reason = "--api-only" if api_only else why_unsupported()
+    key = STATE / "ssh" / "id_ed25519"
     try:
-        ensure_keypair(STATE / "ssh" / "id_ed25519")
-        running = control.up(STATE, port=port)
-    except (RuntimeError, APIException) as exc:
+        ensure_keypair(key)
+        running = control.up(STATE, port=port, extra=[] if reason else ["--hosts", "nspawn"])
+        hosts = tour.side(running.endpoint, "health").get("hosts", "none")
+    except (RuntimeError, APIException, OSError) as exc:
         sys.exit(f"demo: {exc}; see {STATE / 'localcloud.log'}")
-    print(f"localcloud is serving {running.endpoint} (state in {STATE})\n")
+    if reason is None and hosts != "nspawn":
+        sys.exit("demo: a localcloud without real machines is running; stop it with `invoke localcloud.down`")
+    machines = "servers are real Debian machines" if hosts == "nspawn" else f"API only ({reason})"
+    print(f"localcloud is serving {running.endpoint} ({machines}; state in {STATE})\n")
+    env = {**running.env, **_secrets_env()}
     provision_py = f"{sys.executable} {ROOT / 'provision.py'} dev"
     for step, flags in (("plan", "--dry-run"), ("apply", "--yes")):
         print(f"== {step}: python provision.py dev {flags}")
-        result = c.run(f"{provision_py} {flags}", env=running.env, warn=True, pty=False)
+        result = c.run(f"{provision_py} {flags}", env=env, warn=True, pty=False)
         if result is None or result.exited != 0:
             sys.exit(f"demo: provision.py dev {flags} failed (exit {result.exited if result else '?'})")
-    print(f"\n== inventory: {ROOT / 'inventories' / 'dev.py'}")
-    c.run(f"{sys.executable} -m nornos_infra.inventory_summary {ROOT / 'inventories' / 'dev.py'}", pty=False)
+    inventory = ROOT / "inventories" / "dev.py"
+    print(f"\n== inventory: {inventory}")
+    c.run(f"{sys.executable} -m nornos_infra.inventory_summary {inventory}", pty=False)
+    if hosts == "nspawn":
+        os.environ.update(_secrets_env())
+        if not (secrets.secrets_dir() / "dev.sops.yaml").exists():
+            try:
+                print(f"\n== secrets: {secrets.init('dev')} (SOPS + age, key {secrets.age_key_file()})")
+            except UserError as exc:
+                sys.exit(f"demo: {exc}")
+        print("\n== deploy: pyinfra inventories/dev.py deploys/all.py")
+        result = c.run(" ".join([str(BIN / "pyinfra"), "-y", str(inventory), str(ROOT / "deploys" / "all.py"),
+                                 "--user", "root", "--key", str(key), *LOCALCLOUD_SSH]), env=env, warn=True,
+                       pty=False)
+        if result is None or result.exited != 0:
+            sys.exit("demo: the deploy failed (see above); run `invoke configure` to try again")
+        print("\n== what runs where, what is reachable from where")
+        c.run(f"{sys.executable} -m nornos_infra.reachability {inventory} --key {key} "
+              "--ssh-option StrictHostKeyChecking=no --ssh-option UserKnownHostsFile=/dev/null", warn=True,
+              pty=False)
+    else:
+        print(f"\nno real machines here ({reason}): provisioning only; as root on Linux the demo also deploys")
     print(f"\nlocalcloud keeps running; `export HCLOUD_ENDPOINT={running.endpoint} HCLOUD_TOKEN={running.token}` "
-          "to use hcloud-python or provision.py against it, `invoke localcloud.down` to stop it.")
+          "to use hcloud-python or provision.py against it, `invoke localcloud.down` to stop it "
+          "(and its machines).")
 
 
 @task
@@ -213,8 +260,21 @@ def manifests(c: Context, env: str = "dev", dry_run: bool = False) -> None:
 @task(help={"env": "environment"})
 def deploy(c: Context, env: str = "dev") -> None:
     """provision -> configure (pyinfra deploys/all.py) -> manifests (its last step)."""
-    _provision(c, env, "--yes")
+    _provision(c, env, "--yes", real_hosts=True)
     configure(c, env)
+
+
+@task(help={"env": "environment", "key": "SSH private key (default: .localcloud's when it exists)"})
+def check(c: Context, env: str = "dev", key: str = "") -> None:
+    """What runs where and what is reachable from where, probed on the live hosts (exit 1 on surprises)."""
+    key_file = Path(key) if key else STATE / "ssh" / "id_ed25519"
+    options = "" if os.environ.get("HCLOUD_ENDPOINT") else \
+        " --ssh-option StrictHostKeyChecking=no --ssh-option UserKnownHostsFile=/dev/null"
+    key_flag = f" --key {key_file}" if key_file.exists() else ""
+    result = c.run(f"{sys.executable} -m nornos_infra.reachability {ROOT / 'inventories' / f'{env}.py'}"
+                   f"{key_flag}{options}", warn=True, pty=False)
+    if result is None or result.exited != 0:
+        sys.exit(1)
 
 
 @task(help={"env": "environment", "dry": "only show what would change (--dry --diff)"})
@@ -223,8 +283,12 @@ def configure(c: Context, env: str = "dev", dry: bool = False) -> None:
     key = STATE / "ssh" / "id_ed25519"
     flags = ["--dry", "--diff"] if dry else ["-y"]
     key_flags = ["--key", str(key)] if key.exists() else []
+    # localcloud's machines get new host keys whenever they are re-created; real hosts keep
+    # pyinfra's strict checking
+    local = [] if os.environ.get("HCLOUD_ENDPOINT") else LOCALCLOUD_SSH
     c.run(" ".join([str(BIN / "pyinfra"), *flags, str(ROOT / "inventories" / f"{env}.py"),
-                    str(ROOT / "deploys" / "all.py"), "--user", "root", *key_flags]), pty=False)
+                    str(ROOT / "deploys" / "all.py"), "--user", "root", *key_flags, *local]), env=_secrets_env(),
+          pty=False)
 
 
 secrets_tasks = Collection("secrets")
@@ -237,5 +301,5 @@ localcloud_tasks.add_task(lc_up, "up")
 localcloud_tasks.add_task(lc_down, "down")
 localcloud_tasks.add_task(lc_status, "status")
 localcloud_tasks.add_task(lc_tour, "tour")
-ns = Collection(demo, provision, plan, destroy, configure, deploy, manifests, kubeconfig, lint, test,
+ns = Collection(demo, provision, plan, destroy, configure, deploy, check, manifests, kubeconfig, lint, test,
                 localcloud_tasks, secrets_tasks)

@@ -241,15 +241,17 @@ def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
 
 def apt_proxy_conf(proxy_url: str) -> str:
     """apt's settings for the machines: every request through the proxy, and no request that
-    can hang for ever. apt pipelines HTTP requests by default; through apt-cacher-ng, with
-    several fresh machines fetching the same indexes at once, a pipelined connection was seen
-    to stall until killed. One request per connection, a 30 s stall limit and retries make a
-    slow mirror a delay instead of a hang."""
+    can hang for ever. Seen here: with several fresh machines fetching the same index at once,
+    apt-cacher-ng sometimes sends one client the headers of a file it is downloading and
+    never the body; apt's http method times out and then, retrying on the same connection,
+    can wait for ever (apt 2.6). So: one request per connection, a 15 s stall limit and no
+    retries inside apt: the stalled file fails fast and the caller runs apt-get again (the
+    deploy roles' apt_update does, see nornos_infra/roles/ops.py)."""
     return "\n".join([
         f'Acquire::http::Proxy "{proxy_url}/";',
         'Acquire::http::Pipeline-Depth "0";',
-        'Acquire::http::Timeout "30";',
-        'Acquire::Retries "5";',
+        'Acquire::http::Timeout "15";',
+        'Acquire::Retries "0";',
         "",
     ])
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nornos_infra.cloud.model import ENV_LABEL, ROLE_LABEL, Desired, labels_for
+from nornos_infra.cloud.model import ENV_LABEL, POOL_LABEL, ROLE_LABEL, Desired, labels_for
 from nornos_infra.spec import EnvSpec
 
 PLACEMENT_GROUP_SIZE = 10  # Hetzner's cap for a spread group
@@ -118,11 +118,20 @@ def build(spec: EnvSpec, base: Path) -> list[Desired]:
             "algorithm": lb.algorithm,
             "networks": [network_name(spec)],
             "services": services,
-            "targets": [{"type": "label_selector",
-                         "selector": f"{ENV_LABEL}={env},{ROLE_LABEL} in (k3s_agent,k3s_server)",
-                         "use_private_ip": True}],
+            "targets": [{"type": "label_selector", "selector": ingress_selector(spec), "use_private_ip": True}],
         }, protect))
     return out
+
+
+def ingress_selector(spec: EnvSpec) -> str:
+    """The LB's targets: the k3s nodes that run Traefik (a DaemonSet on ports 80/443 of every node
+    without taints, manifests/addons/traefik-config.yaml). Tainted pools (the agent workers) run
+    only what tolerates their taint, so the LB sends them nothing instead of failing checks."""
+    selector = f"{ENV_LABEL}={spec.name},{ROLE_LABEL} in (k3s_agent,k3s_server)"
+    tainted = sorted(name for name, pool in spec.pools.items() if pool.role in K3S_ROLES and pool.taints)
+    if tainted:
+        selector += f",{POOL_LABEL} notin ({','.join(tainted)})"
+    return selector
 
 
 def _service(port: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ PRUNE_KINDS: tuple[tuple[str, str], ...] = (
     ("networking.k8s.io/v1", "NetworkPolicy"), ("networking.k8s.io/v1", "Ingress"),
     ("storage.k8s.io/v1", "StorageClass"), ("rbac.authorization.k8s.io/v1", "Role"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("helm.cattle.io/v1", "HelmChart"),
-    ("cert-manager.io/v1", "ClusterIssuer"),
+    ("helm.cattle.io/v1", "HelmChartConfig"), ("cert-manager.io/v1", "ClusterIssuer"),
 )
 
 

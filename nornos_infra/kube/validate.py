@@ -25,7 +25,7 @@ class ManifestError(UserError):
         super().__init__(f"{len(problems)} manifest problem(s): " + "; ".join(problems[:5]) + more)
 
 
-# Custom resources we render: their CRDs come with k3s (HelmChart) or with a chart (cert-manager),
+# Custom resources we render: their CRDs come with k3s (HelmChart, HelmChartConfig) or with a chart (cert-manager),
 # so kubernetes-validate has no schema for them. These cover the fields we use and refuse others.
 _STR = {"type": "string"}
 _HELMCHART_SPEC = {
@@ -57,6 +57,11 @@ CUSTOM_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
         "type": "object", "additionalProperties": False, "required": ["apiVersion", "kind", "metadata", "spec"],
         "properties": {"apiVersion": _STR, "kind": _STR, "metadata": _METADATA | {"required": ["name", "namespace"]},
                        "spec": _HELMCHART_SPEC}},
+    ("helm.cattle.io/v1", "HelmChartConfig"): {
+        "type": "object", "additionalProperties": False, "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {"apiVersion": _STR, "kind": _STR, "metadata": _METADATA | {"required": ["name", "namespace"]},
+                       "spec": {"type": "object", "additionalProperties": False, "required": ["valuesContent"],
+                                "properties": {"valuesContent": _STR, "failurePolicy": _STR}}}},
     ("cert-manager.io/v1", "ClusterIssuer"): {
         "type": "object", "additionalProperties": False, "required": ["apiVersion", "kind", "metadata", "spec"],
         "properties": {"apiVersion": _STR, "kind": _STR, "metadata": _METADATA, "spec": _ISSUER_SPEC}},

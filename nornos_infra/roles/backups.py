@@ -1,5 +1,5 @@
 """backups: a daily pg_dump at 03:00 (custom format, compressed) into
-/mnt/postgres-data/backups, kept 7 days, checked to read back; a restore command; Redis
+/mnt/postgres-data/backups, the newest 7 per database kept, checked to read back; a restore command; Redis
 snapshots copied daily; when object storage is configured, each copy is encrypted with age
 BEFORE upload over the S3 API (rclone). A failed backup exits non-zero, logs to the journal
 (tag nornos-backup), writes /var/lib/nornos/backup.status and posts to Slack when

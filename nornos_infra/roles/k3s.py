@@ -12,6 +12,7 @@
   controller replaces k3s's own (``disable-cloud-controller``, ``cloud-provider=external``,
   no servicelb); secrets are encrypted at rest; Pod Security ``restricted`` is the default
   (kube-system exempt); the agent pool is labelled and tainted.
+- Every node gets cryptsetup (the default StorageClass is LUKS-encrypted), offline too.
 - The token reaches the host as a secret file (never in a diff); k3s restarts only when its
   binary, config or token changed, one node at a time.
 """
@@ -29,11 +30,11 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.facts.files import Sha256File
 from pyinfra.facts.server import Command
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import apt, files, server, systemd
 
 from nornos_infra import secrets as env_secrets
 from nornos_infra.kube.versions import K3S_VERSION
-from nornos_infra.roles.ops import secret_file
+from nornos_infra.roles.ops import apt_update, secret_file
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 BINARY = "/usr/local/bin/k3s"
@@ -126,6 +127,9 @@ def _install_binary(source: str) -> Any:
 
 
 def _k3s(role: str) -> None:
+    # the CSI driver's default StorageClass is LUKS-encrypted: the node opens the volumes
+    apt_update(name="Update apt lists", cache_time=6 * 3600)
+    apt.packages(name="cryptsetup (encrypted volumes)", packages=["cryptsetup"], _retries=3)
     source = binary_source()
     if source is None:
         logger.warning(f"{host.name}: k3s skipped: no binary (the hosts are offline; set k3s_binary_path to an "

@@ -37,7 +37,7 @@ def secret_file(path: str, content: str, mode: str = "600", user: str = "root",
 
 
 @operation(is_idempotent=False)
-def apt_update(cache_time: int = 6 * 3600, timeout: int = 300, attempts: int = 3) -> Generator[Any, None, None]:
+def apt_update(cache_time: int = 6 * 3600, timeout: int = 120, attempts: int = 4) -> Generator[Any, None, None]:
     """``apt-get update`` unless it ran within ``cache_time`` seconds (as apt.update does), but
     bounded: an attempt that takes longer than ``timeout`` seconds is killed and retried.
 

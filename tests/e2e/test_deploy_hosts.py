@@ -2,11 +2,15 @@
 deploys/all.py with pyinfra, then check the hosts' real state from where it matters:
 a k3s node reaches PostgreSQL (TLS, SCRAM, its own database) and Redis (ACL user);
 the Redis host, the PostgreSQL host and the internet side are refused at the network;
-SSH refuses passwords; a second deploy changes nothing; --dry --diff shows no secret."""
+SSH refuses passwords; a second deploy changes nothing; --dry --diff shows a drifted
+template and no secret; a backup run as cron would restores a dropped database exactly and
+keeps the newest 7 dumps; a failed backup shows in its exit status, status file, journal and
+Slack; the reachability summary matches the design."""
 
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -24,14 +28,7 @@ from tests.conftest import TOKEN, LocalCloud
 from tests.e2e.conftest import assert_nothing_left, ssh
 from tests.e2e.test_api_hosts import start_with_hosts
 
-pytestmark = [
-    pytest.mark.e2e,
-    # opt-in until the hang is fixed: with six fresh machines at once, one `apt-get update`
-    # through apt-cacher-ng sometimes never returns (seen twice; issue 5). The same checks
-    # passed by hand on 2026-11-28 (see the closing note of stop 7).
-    pytest.mark.skipif(os.environ.get("NORNOS_E2E_DEPLOY") != "1",
-                       reason="set NORNOS_E2E_DEPLOY=1: full deploy on real machines (apt proxy hang, issue 5)"),
-]
+pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -100,8 +97,8 @@ def test_the_cluster_reaches_its_data_services(deployed: Env) -> None:
     pg = deployed.host("nornos-dev-postgres-1")["private_ip"]
     redis = deployed.host("nornos-dev-redis-1")["private_ip"]
     worker = "nornos-dev-workers-1"
-    deployed.on(worker, "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client redis-tools "
-                        ">/dev/null 2>&1")
+    deployed.on(worker, "for i in 1 2 3; do DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client "
+                        "redis-tools >/dev/null 2>&1 && exit 0; sleep 3; done; exit 1")
     row = deployed.on(worker, f"PGPASSWORD='{values['db_password_patient_app']}' psql 'host={pg} "
                               "dbname=patient_app user=patient_app sslmode=require' -tAc "
                               "'select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()'")
@@ -131,16 +128,128 @@ def test_the_data_services_refuse_everyone_else(deployed: Env) -> None:
     assert refused.returncode != 0 and "publickey" in refused.stderr
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def changed_operations(log: str) -> list[str]:
+    """Rows of pyinfra's closing results table (on stderr) whose Success column is not "-":
+    columns Operation, Hosts, Success, Error, No Change, the last four single words."""
+    lines = [ANSI.sub("", line).strip() for line in log.splitlines()]
+    header = next(i for i, line in enumerate(lines) if line.split() == ["Operation", "Hosts", "Success", "Error",
+                                                                          "No", "Change"])
+    end = next(i for i in range(header, len(lines)) if lines[i].startswith("Grand total"))
+    assert end > header + 1, "pyinfra's results table lists no operation"
+    return [line for line in lines[header + 1:end] if line.split()[-3] != "-"]
+
+
+def test_the_results_table_parser_sees_changes() -> None:
+    log = ("--> Results:\n    Operation       Hosts    Success    Error    No Change\n"
+           "    Base/Set the hostname    6    -    -    6\n    Base/Install base packages    6    2    -    4\n"
+           "    Grand total    12    2    -    10\n")
+    assert changed_operations(log) == ["Base/Install base packages    6    2    -    4"]
+
+
 def test_a_second_deploy_changes_nothing_and_diffs_hide_secrets(deployed: Env) -> None:
     again = deployed.pyinfra("-y")
     assert again.returncode == 0
-    # pyinfra's summary: Operation | Hosts | Success | Error | No Change ("-" for none)
-    changed = [line for line in again.stdout.splitlines()
-               if "|" in line and len(line.split()) > 4 and line.split()[-3].isdigit()
-               and int(line.split()[-3]) > 0]
+    changed = changed_operations(again.stderr)
     assert not changed, "operations changed on the second run:\n" + "\n".join(changed)
+    # drift on a templated file: --dry --diff shows the change it would make, and no secret
+    deployed.on("nornos-dev-redis-1", "echo '# changed by hand' >> /etc/redis/redis.conf")
     dry = deployed.pyinfra("--dry", "--diff")
     assert dry.returncode == 0
     values = secrets.load("dev")
     output = dry.stdout + dry.stderr
+    assert "# changed by hand" in output and "Redis settings" in output
     assert not [k for k in values if len(values[k]) > 8 and values[k] in output]
+    assert deployed.on("nornos-dev-redis-1", "tail -1 /etc/redis/redis.conf") == "# changed by hand"  # dry
+    assert deployed.pyinfra("-y").returncode == 0
+    assert "# changed by hand" not in deployed.on("nornos-dev-redis-1", "cat /etc/redis/redis.conf")
+
+
+PG = "nornos-dev-postgres-1"
+CRON_ENV = "env -i SHELL=/bin/bash PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root"
+
+
+def _as_cron(env: Env, script: str) -> subprocess.CompletedProcess[str]:
+    """Run the job of a cron file exactly as cron would: its command, cron's bare environment."""
+    line = next(ln for ln in env.on(PG, f"cat /etc/cron.d/{script}").splitlines() if ln[:1].isdigit())
+    command = " ".join(line.split()[6:])  # m h dom mon dow user command
+    return ssh(env.key, env.host(PG)["ssh_hostname"], f"{CRON_ENV} bash -c '{command}'", check=False)
+
+
+def _checksum(env: Env) -> str:
+    return env.on(PG, "runuser -u postgres -- psql -d patient_app -tAc "
+                      "\"select count(*) || ':' || md5(string_agg(t::text, ',' order by id)) from visits t\"")
+
+
+def test_backup_round_trip_and_retention(deployed: Env) -> None:
+    deployed.on(PG, "runuser -u postgres -- psql -d patient_app -v ON_ERROR_STOP=1 -c "
+                    "\"set role patient_app; create table visits (id serial primary key, note text, at timestamptz);"
+                    " insert into visits (note, at) select md5(i::text), now() - i * interval '1 hour'"
+                    " from generate_series(1, 5000) i\"")
+    before = _checksum(deployed)
+    assert before.startswith("5000:")
+    backups = "/mnt/postgres-data/backups"
+    # eight older daily dumps (simulated dates) and another database's, which must survive
+    deployed.on(PG, f"install -d -m 700 -o postgres -g postgres {backups}; "
+                    f"for d in 01 02 03 04 05 06 07 08; do touch {backups}/patient_app-202611${{d}}T030000Z.dump;"
+                    f" done; touch {backups}/doctor_app-20261101T030000Z.dump")
+    run = _as_cron(deployed, "nornos-backup")
+    assert run.returncode == 0, run.stderr
+    assert deployed.on(PG, "cut -d' ' -f1 /var/lib/nornos/backup.status.postgres") == "ok"
+    kept = deployed.on(PG, f"ls -1 {backups} | grep '^patient_app-' | sort").splitlines()
+    assert len(kept) == 7 and kept[0] == "patient_app-20261103T030000Z.dump", kept
+    assert deployed.on(PG, f"ls {backups} | grep -c '^doctor_app-2026110'") == "1"
+    newest = kept[-1]
+
+    deployed.on(PG, "runuser -u postgres -- psql -v ON_ERROR_STOP=1 -c 'drop database patient_app'")
+    restored = deployed.on(PG, f"nornos-pg-restore --yes {backups}/{newest}")
+    assert restored.startswith("restored patient_app")
+    assert _checksum(deployed) == before
+    owner = deployed.on(PG, "runuser -u postgres -- psql -tAc \"select pg_get_userbyid(datdba) from pg_database "
+                            "where datname = 'patient_app'\"")
+    assert owner == "patient_app"
+
+
+def test_a_failed_backup_is_visible(deployed: Env) -> None:
+    import http.server
+    import threading
+
+    received: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("198.51.100.1", 0), Hook)  # this machine, seen from the servers
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = "/etc/nornos/backup.env"
+    original = deployed.on(PG, f"base64 -w0 {settings}")
+    try:
+        deployed.on(PG, f"sed -i \"s|^SLACK_WEBHOOK_URL=.*|SLACK_WEBHOOK_URL='http://198.51.100.1:"
+                        f"{server.server_port}/hook'|\" {settings} && systemctl stop postgresql")
+        run = _as_cron(deployed, "nornos-backup")
+        assert run.returncode != 0
+        assert deployed.on(PG, "cut -d' ' -f1 /var/lib/nornos/backup.status.postgres") == "failed"
+        assert "postgres FAILED" in deployed.on(PG, "journalctl -t nornos-backup --no-pager -n 5")
+        assert received and b"postgres failed on nornos-dev-postgres-1" in received[0]
+    finally:
+        deployed.on(PG, f"echo {original} | base64 -d > {settings} && systemctl start postgresql")
+        server.shutdown()
+    assert _as_cron(deployed, "nornos-backup").returncode == 0
+
+
+def test_the_reachability_summary_matches_the_design(deployed: Env) -> None:
+    cmd = [sys.executable, "-m", "nornos_infra.reachability", str(deployed.work / "inv" / "dev.py"),
+           "--key", str(deployed.key), "--ssh-option", "StrictHostKeyChecking=no",
+           "--ssh-option", "UserKnownHostsFile=/dev/null"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert "postgresql active" in proc.stdout and "redis-server active" in proc.stdout
+    assert "UNEXPECTED" not in proc.stdout and "probes as designed" in proc.stdout

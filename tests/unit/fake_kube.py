@@ -33,8 +33,9 @@ BUILTIN = [
     ("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False),
-    # k3s ships the HelmChart CRD itself
+    # k3s ships the HelmChart and HelmChartConfig CRDs itself
     ("helm.cattle.io", "v1", "helmcharts", "HelmChart", True),
+    ("helm.cattle.io", "v1", "helmchartconfigs", "HelmChartConfig", True),
 ]
 
 

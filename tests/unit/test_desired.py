@@ -72,7 +72,8 @@ def test_dev_network_volume_and_lb(dev: list[Desired]) -> None:
     assert lb.settings["type"] == "lb11"
     assert [s["listen_port"] for s in lb.settings["services"]] == [80, 443]
     assert lb.settings["targets"] == [{"type": "label_selector", "use_private_ip": True,
-                                       "selector": "nornos.io/env=dev,nornos.io/role in (k3s_agent,k3s_server)"}]
+                                       "selector": "nornos.io/env=dev,nornos.io/role in (k3s_agent,k3s_server),"
+                                                   "nornos.io/pool notin (agents)"}]  # tainted: no Traefik
 
 
 def test_dev_firewalls(dev: list[Desired]) -> None:

@@ -1,0 +1,99 @@
+"""The host deploy on real machines: first run and no-op re-run, for dev (6 hosts) and 1 host.
+
+    .venv/bin/python benchmarks/deploy_bench.py
+
+Root on Linux, nothing else using real hosts. Starts its own localcloud --hosts nspawn,
+provisions dev, runs ``pyinfra inventories/dev.py deploys/all.py`` twice (first deploy,
+then the no-op re-run), destroys and re-provisions dev, and runs the deploy twice more
+limited to one fresh host: the PostgreSQL server, the heaviest role (with six hosts in
+parallel, the slowest host sets the pace). Prints the four times and the ratios
+(goals: no-op <= 15 % of the first run; 6 hosts <= 1.5x one host).
+
+The apt proxy's package cache is whatever this machine has (warm after the first ever run;
+the first figure of a cold cache includes downloads). k3s and the manifests are skipped
+on localcloud (no k3s binary offline), so they are not in the figures.
+Figures only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from localcloud import control
+from nornos_infra import secrets
+from nornos_infra.admin_key import ensure_keypair
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_HOST = "nornos-dev-postgres-1"
+
+
+class Bench:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.key = tmp / "ssh" / "id_ed25519"
+        public_key = ensure_keypair(self.key)
+        data: dict[str, Any] = yaml.safe_load((ROOT / "environments" / "dev.yaml").read_text())
+        data["ssh_keys"] = [{"name": "admin", "public_key_file": str(public_key)}]
+        (tmp / "env").mkdir()
+        (tmp / "env" / "dev.yaml").write_text(yaml.safe_dump(data))
+        self.lc = control.up(tmp / "lc", port=0, extra=["--hosts", "nspawn", "--time-scale", "0.2"])
+        self.vars = {**os.environ, **self.lc.env, "NORNOS_POLL_INTERVAL": "0.2",
+                     "SOPS_AGE_KEY_FILE": str(tmp / "age.txt"), "NORNOS_SECRETS_DIR": str(tmp / "secrets")}
+        os.environ.update({k: self.vars[k] for k in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR")})
+        secrets.init("dev")
+
+    def close(self) -> None:
+        control.down(self.tmp / "lc")
+
+    def provision(self, *extra: str) -> None:
+        cmd = [sys.executable, str(ROOT / "provision.py"), "dev", "--yes", "--env-dir", str(self.tmp / "env"),
+               "--inventory-dir", str(self.tmp / "inv"), *extra]
+        proc = subprocess.run(cmd, env=self.vars, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"provision.py {' '.join(extra)} failed: {proc.stderr.strip()[-800:]}")
+
+    def deploy(self, *extra: str) -> float:
+        cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", str(self.tmp / "inv" / "dev.py"),
+               str(ROOT / "deploys" / "all.py"), "--user", "root", "--key", str(self.key),
+               "--data", "ssh_strict_host_key_checking=off", "--data", "ssh_known_hosts_file=/dev/null", *extra]
+        started = time.monotonic()
+        proc = subprocess.run(cmd, env=self.vars, capture_output=True, text=True, cwd=ROOT)
+        took = time.monotonic() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"pyinfra {' '.join(extra)} failed: {proc.stdout.strip()[-1500:]}")
+        return took
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("deploy_bench: needs root (real hosts)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="deploy-bench-", dir="/var/tmp") as tmp:
+        bench = Bench(Path(tmp))
+        try:
+            bench.provision()
+            first6 = bench.deploy()
+            noop6 = bench.deploy()
+            print(f"dev, 6 hosts: first deploy {first6:.1f}s, no-op re-run {noop6:.1f}s", flush=True)
+            bench.provision("--destroy")
+            bench.provision()
+            first1 = bench.deploy("--limit", ONE_HOST)
+            noop1 = bench.deploy("--limit", ONE_HOST)
+            print(f"1 host ({ONE_HOST}): first deploy {first1:.1f}s, no-op re-run {noop1:.1f}s", flush=True)
+        finally:
+            bench.close()
+    print(f"no-op / first: 6 hosts {noop6 / first6:.0%}, 1 host {noop1 / first1:.0%} (goal <= 15 %)")
+    print(f"6 hosts / 1 host (first deploy): {first6 / first1:.2f}x (goal <= 1.5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""What runs where, and what is reachable from where: checked on the live hosts, not assumed.
+
+``python -m nornos_infra.reachability inventories/dev.py [--key KEY] [--user root]``
+
+Runs after a deploy (``invoke demo`` and ``invoke check`` print it). For every host: its
+role, addresses and the state of the services its role runs. Then TCP probes, each with
+the answer the design expects, from three places: this machine (the admin's workstation,
+inside admin_cidrs), a k3s node (the cluster, over the private network) and the data
+hosts themselves (which must not reach each other). A probe is "open" (connected),
+"refused" (the host answered: nothing listens, or its firewall rejects) or "filtered"
+(no answer: a firewall drops it). Exit status 1 when any probe differs from the design.
+"""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+GROUPS = ("k3s_servers", "k3s_agents", "postgres", "redis")
+SERVICES = {
+    "k3s_servers": ("ssh", "nftables", "k3s"),
+    "k3s_agents": ("ssh", "nftables", "k3s-agent"),
+    "postgres": ("ssh", "nftables", "postgresql", "cron"),
+    "redis": ("ssh", "nftables", "redis-server", "cron"),
+}
+PROBE_TIMEOUT = 3
+HERE = "this machine"
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    group: str
+    public_ip: str
+    private_ip: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    source: str  # HERE or a host name
+    target: str  # a host name
+    address: str
+    port: int
+    what: str
+    expect_open: bool
+
+
+def load_hosts(inventory: Path) -> tuple[list[Host], dict[str, Any]]:
+    module = runpy.run_path(str(inventory))
+    hosts: list[Host] = []
+    common: dict[str, Any] = {}
+    for group in GROUPS:
+        members, data = module.get(group, ([], {}))
+        common = data or common
+        hosts += [Host(name, group, str(d.get("public_ipv4") or ""), str(d.get("private_ip") or ""))
+                  for name, d in members]
+    return hosts, dict(common)
+
+
+def plan(hosts: list[Host]) -> list[Probe]:
+    """The probes and what the design says about each."""
+    by_group = {g: [h for h in hosts if h.group == g] for g in GROUPS}
+    node = next(iter(by_group["k3s_agents"] + by_group["k3s_servers"]), None)
+    probes = [Probe(HERE, h.name, h.public_ip, 22, "SSH from the admin", True) for h in hosts]
+    for pg in by_group["postgres"]:
+        probes.append(Probe(HERE, pg.name, pg.public_ip, 5432, "PostgreSQL from the internet side", False))
+        if node is not None:
+            probes.append(Probe(node.name, pg.name, pg.private_ip, 5432, "PostgreSQL from the cluster", True))
+        probes += [Probe(r.name, pg.name, pg.private_ip, 5432, "PostgreSQL from the Redis host", False)
+                   for r in by_group["redis"]]
+    for redis in by_group["redis"]:
+        probes.append(Probe(HERE, redis.name, redis.public_ip, 6379, "Redis from the internet side", False))
+        if node is not None:
+            probes.append(Probe(node.name, redis.name, redis.private_ip, 6379, "Redis from the cluster", True))
+        probes += [Probe(p.name, redis.name, redis.private_ip, 6379, "Redis from the PostgreSQL host", False)
+                   for p in by_group["postgres"]]
+    return probes
+
+
+class Remote:
+    def __init__(self, user: str, key: Path | None, ssh_options: list[str]) -> None:
+        self.user, self.key, self.options = user, key, ssh_options
+
+    def run(self, address: str, command: str) -> subprocess.CompletedProcess[str]:
+        args = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", *self.options]
+        if self.key is not None:
+            args += ["-i", str(self.key)]
+        return subprocess.run([*args, f"{self.user}@{address}", command], capture_output=True, text=True,
+                              timeout=60, check=False)
+
+
+def probe_here(address: str, port: int) -> str:
+    try:
+        with socket.create_connection((address, port), timeout=PROBE_TIMEOUT):
+            return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError:
+        return "filtered"
+
+
+PROBE_SCRIPT = ("timeout {t} bash -c '</dev/tcp/{a}/{p}' 2>/tmp/.nornos-probe; rc=$?; "
+                "if [ $rc = 0 ]; then echo open; elif grep -qi refused /tmp/.nornos-probe; then echo refused; "
+                "else echo filtered; fi; rm -f /tmp/.nornos-probe")
+
+
+def run_probe(probe: Probe, hosts: dict[str, Host], remote: Remote) -> str:
+    if probe.source == HERE:
+        return probe_here(probe.address, probe.port)
+    result = remote.run(hosts[probe.source].public_ip,
+                        PROBE_SCRIPT.format(t=PROBE_TIMEOUT, a=probe.address, p=probe.port))
+    return result.stdout.strip() or f"unknown ({result.stderr.strip()[:60]})"
+
+
+def service_states(host: Host, remote: Remote) -> str:
+    units = SERVICES[host.group]
+    result = remote.run(host.public_ip, "systemctl is-active " + " ".join(units) + " 2>/dev/null; true")
+    states = result.stdout.split()
+    if len(states) != len(units):
+        return "unreachable over SSH"
+    return ", ".join(f"{u} {s}" for u, s in zip(units, states, strict=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nornos_infra.reachability", description=__doc__.splitlines()[0])
+    parser.add_argument("inventory", type=Path)
+    parser.add_argument("--key", type=Path, help="SSH private key for the hosts")
+    parser.add_argument("--user", default="root")
+    parser.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
+                        help="extra ssh -o option, e.g. StrictHostKeyChecking=no (repeatable)")
+    args = parser.parse_args(argv)
+    if not args.inventory.exists():
+        print(f"{args.inventory} does not exist: run `python provision.py <env>` first", file=sys.stderr)
+        return 1
+    hosts, common = load_hosts(args.inventory)
+    remote = Remote(args.user, args.key, [x for o in args.ssh_option for x in ("-o", o)])
+    by_name = {h.name: h for h in hosts}
+    probes = plan(hosts)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        states = list(pool.map(lambda h: service_states(h, remote), hosts))
+        results = list(pool.map(lambda p: run_probe(p, by_name, remote), probes))
+
+    console = Console() if Console().is_terminal else Console(width=160)
+    where = Table(title="What runs where")
+    for column in ("host", "group", "public", "private", "services"):
+        where.add_column(column)
+    for host, state in zip(hosts, states, strict=True):
+        where.add_row(host.name, host.group, host.public_ip, host.private_ip, state)
+    console.print(where)
+    if common.get("lb_public_ipv4"):
+        print(f"load balancer {common['lb_public_ipv4']} (private {common.get('lb_private_ip')}): "
+              f"ports {', '.join(str(p) for p in common.get('lb_service_ports', []))} to the k3s nodes")
+
+    reach = Table(title="What is reachable from where")
+    for column in ("from", "to", "port", "what", "result", "design"):
+        reach.add_column(column)
+    wrong = 0
+    for probe, result in zip(probes, results, strict=True):
+        as_designed = (result == "open") == probe.expect_open
+        wrong += not as_designed
+        reach.add_row(probe.source, f"{probe.target} {probe.address}", str(probe.port), probe.what, result,
+                      "ok" if as_designed else "[bold red]UNEXPECTED[/]")
+    console.print(reach)
+    if wrong:
+        print(f"{wrong} of {len(probes)} probes differ from the design", file=sys.stderr)
+        return 1
+    print(f"all {len(probes)} probes as designed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
