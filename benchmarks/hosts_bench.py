@@ -48,7 +48,7 @@ def _start(state: Path, cache: Path) -> tuple[control.Running, float]:
 def template_times(tmp: Path) -> tuple[float, float]:
     """Start-up with an empty template cache, then again with the template it built."""
     cache = tmp / "cache"
-    cache.mkdir()
+    cache.mkdir(parents=True)
     DEFAULT_APT_CACHE.mkdir(parents=True, exist_ok=True)
     (cache / "apt").symlink_to(DEFAULT_APT_CACHE)  # packages as usual; the template is what is measured
     _, cold = _start(tmp / "cold", cache)

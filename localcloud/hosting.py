@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from localcloud.cloud import Cloud
     from localcloud.hosts.backend import Hosts, ImageRef, ServerSpec
     from localcloud.hosts.firewall import Guarded
+    from localcloud.hosts.loadbalancer import LbSpec
     from localcloud.hosts.network import PrivateNic
     from localcloud.store import Doc
 
@@ -67,13 +68,17 @@ class HostJobs:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def destroy_all(self) -> None:
-        """Destroy every machine, after the jobs queued for it (the side door's reset)."""
+        """Destroy every machine and load balancer, after the jobs queued for it (the side door's reset)."""
         futures = [self.submit(_key(sid), self.hosts.destroy, sid) for sid in list(self.hosts.machines)]
+        futures += [self.submit(_lbkey(lid), self.hosts.delete_load_balancer, lid)
+                    for lid in list(self.hosts.balancers)]
         with self._lock:
             futures += list(self._last.values())  # volume jobs too
         for future in futures:
             with contextlib.suppress(Exception):
                 future.result()
+        for lid in list(self.hosts.balancers):  # made by a job that was still queued above
+            self.hosts.delete_load_balancer(lid)
         self.hosts.delete_all_volumes()
 
 
@@ -92,6 +97,10 @@ def _key(server_id: int) -> str:
 
 def _vkey(volume_id: int) -> str:
     return f"volume-{volume_id}"
+
+
+def _lbkey(lb_id: int) -> str:
+    return f"lb-{lb_id}"
 
 
 # -- building the backend's view of a server ------------------------------------------------
@@ -188,6 +197,7 @@ def public_net_changed(cloud: Cloud, server: Doc) -> None:
         ipv4, ipv6 = _public(cloud, server)
         jobs.submit(_key(server["id"]), jobs.hosts.set_public, server["id"], ipv4, ipv6)
         firewalls_changed(cloud)
+        load_balancers_changed(cloud)  # public-IP targets follow
 
 
 # -- cloud firewalls ---------------------------------------------------------------------------
@@ -290,6 +300,79 @@ def volume_deleted(cloud: Cloud, volume_id: int) -> None:
         jobs.submit(_vkey(volume_id), jobs.hosts.delete_volume, volume_id)
 
 
+# -- load balancers ------------------------------------------------------------------------------
+def lb_spec(cloud: Cloud, lb: Doc) -> LbSpec:
+    """What the hosts backend makes of a load balancer: its addresses, services with their
+    health checks, and the target addresses as of now (label selectors resolved)."""
+    from localcloud.api import load_balancers as api
+    from localcloud.hosts import loadbalancer as real
+
+    services = []
+    for s in lb["services"]:
+        hc, http = s["health_check"], s.get("http") or {}
+        hch = hc.get("http") or {}
+        health = real.HealthCheck(hc["protocol"], int(hc["port"]), int(hc["interval"]), int(hc["timeout"]),
+                                  int(hc["retries"]), hch.get("path") or "/", hch.get("domain"),
+                                  tuple(hch.get("status_codes") or ()), hch.get("response") or "",
+                                  bool(hch.get("tls")))
+        services.append(real.Service(s["protocol"], int(s["listen_port"]), int(s["destination_port"]), health,
+                                     bool(s.get("proxyprotocol")), bool(http.get("sticky_sessions")),
+                                     http.get("cookie_name") or "HCLBSTICKY", int(http.get("cookie_lifetime") or 300),
+                                     int(http.get("timeout_idle") or 50), bool(http.get("redirect_http"))))
+    nics = []
+    for entry in lb.get("private_net") or []:
+        net = cloud.store.get("network", entry["network"])
+        if net is not None:
+            nics.append(real.LbNic(int(net["id"]), str(net["ip_range"]), str(entry["ip"])))
+    pn = lb["public_net"]
+    enabled = bool(pn.get("enabled"))
+    return real.LbSpec(int(lb["id"]), lb["algorithm"]["type"], pn["ipv4"]["ip"] if enabled else None,
+                       pn["ipv6"]["ip"] if enabled else None, tuple(nics), tuple(services),
+                       tuple(real.Target(name, ip) for name, ip in api.target_addresses(cloud, lb)))
+
+
+def load_balancer_changed(cloud: Cloud, lb: Doc, actions: Sequence[Doc] = ()) -> None:
+    """The load balancer's proxy follows its document (created, services, targets, networks,
+    algorithm, public interface); ``actions`` end when it does."""
+    jobs = _jobs(cloud)
+    if jobs is None or cloud.store.get("load_balancer", lb["id"]) is None:
+        return
+    future = jobs.submit(_lbkey(lb["id"]), jobs.hosts.set_load_balancer, lb_spec(cloud, lb))
+    for action in actions:
+        _tie(cloud, action, future)
+
+
+def load_balancers_changed(cloud: Cloud) -> None:
+    """Servers changed (created, deleted, labels, networks, addresses): every load balancer's
+    targets are resolved again; the backend changes nothing where nothing changed."""
+    if _jobs(cloud) is not None:
+        for lb in cloud.store.all("load_balancer"):
+            load_balancer_changed(cloud, lb)
+
+
+def load_balancer_deleted(cloud: Cloud, lb_id: int, action: Doc) -> None:
+    jobs = _jobs(cloud)
+    if jobs is not None:
+        _tie(cloud, action, jobs.submit(_lbkey(lb_id), jobs.hosts.delete_load_balancer, lb_id))
+
+
+def load_balancer_health(cloud: Cloud, lb_id: int) -> dict[int, dict[str, str]] | None:
+    """listen port -> target name -> health from the real health checks ({} until polled);
+    None without real hosts. Reads a cache: never waits."""
+    jobs = _jobs(cloud)
+    if jobs is None:
+        return None
+    return jobs.hosts.load_balancer_health(lb_id) or {}
+
+
+@events.subscribe("server.created")
+@events.subscribe("server.deleted")
+@events.subscribe("server.labels_changed")
+@events.subscribe("server.network_changed")
+def _lb_targets_changed(cloud: Cloud, server: Doc, **_: Any) -> None:
+    load_balancers_changed(cloud)
+
+
 def resume(cloud: Cloud) -> None:
     """After a restart with --state: machines for the stored servers (their disks were kept),
     booted when the server was running."""
@@ -308,3 +391,4 @@ def resume(cloud: Cloud) -> None:
     jobs.hosts.prune_disks(keep)
     jobs.hosts.prune_volumes({int(v["id"]) for v in cloud.store.all("volume")})
     firewalls_changed(cloud)
+    load_balancers_changed(cloud)

@@ -5,6 +5,9 @@ are expanded to the matching servers at render time), ``private_net: [{network, 
 (the only record of network attachments) and ``public_net``; ``_location`` (name) and
 ``_type`` (id) point into the catalogue. Changes apply when the request is accepted, so
 the next request validates against them; a failed action restores the previous value.
+With ``--hosts nspawn`` every change is also made real (``hosting.load_balancer_changed``:
+HAProxy in a namespace of its own, ``hosts/loadbalancer.py``) and target health comes from
+its health checks.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import ipaddress
 import re
 from typing import Any
 
-from localcloud import errors
+from localcloud import errors, hosting
 from localcloud.actions import on_complete, on_failure
-from localcloud.api import ipam
+from localcloud.api import ipam, primary_ips
 from localcloud.api.common import change_protection, public, register_action_routes
 from localcloud.cloud import Cloud, now_iso
 from localcloud.events import subscribe
@@ -31,9 +34,8 @@ WHAT = "load balancer"
 PROTOCOLS = ("tcp", "http", "https")
 ALGORITHMS = ("round_robin", "least_connections")
 TARGET_TYPES = ("server", "label_selector", "ip")
-# Public addresses of load balancers: a documentation range of their own, handed out from
-# the top down, so they never collide with servers' 198.51.100.0/24 (counted up).
-IPV4_POOL = ipaddress.ip_network("203.0.113.0/24")
+# Public IPv4 addresses of load balancers come from the servers' pools (primary_ips, one set
+# of used addresses), from the top down; IPv6 from a /48 servers' /64s never reach.
 IPV6_PREFIX = "2001:db8:1b"
 DEFAULT_LISTEN_PORT = {"http": 80, "https": 443}
 HTTP_DEFAULTS: Doc = {"cookie_name": "HCLBSTICKY", "cookie_lifetime": 300, "timeout_idle": 50,
@@ -109,7 +111,7 @@ def lb_location(cloud: Cloud, lb: Doc) -> Doc:
 
 # -- health and rendering -------------------------------------------------------------------
 def target_health(cloud: Cloud, lb: Doc, server: Doc) -> str:
-    """Health of a server target. Until real health checks run: healthy iff the server runs."""
+    """Health of a server target without real hosts: healthy iff the server runs."""
     return "healthy" if server.get("status") == "running" else "unhealthy"
 
 
@@ -117,11 +119,31 @@ def _health_status(lb: Doc, status: str) -> list[Doc]:
     return [{"listen_port": s["listen_port"], "status": status} for s in lb["services"]]
 
 
-def _server_target(cloud: Cloud, lb: Doc, server: Doc, use_private_ip: bool, ip: str | None) -> Doc:
+def target_name(ip: str, server_id: int | None = None) -> str:
+    """A target address's name in the real load balancer (HAProxy's server and stats rows).
+    The address is part of it: one server can be a target by its public and its private IP."""
+    return f"server-{server_id}-{ip}" if server_id is not None else f"ip-{ip}"
+
+
+def _target_health(cloud: Cloud, lb: Doc, name: str, without_hosts: str) -> list[Doc]:
+    """Per service: the real health checks' verdict with real hosts, else ``without_hosts``."""
+    polled = hosting.load_balancer_health(cloud, int(lb["id"]))
+    if polled is None:
+        return _health_status(lb, without_hosts)
+    return [{"listen_port": s["listen_port"], "status": polled.get(s["listen_port"], {}).get(name, "unknown")}
+            for s in lb["services"]]
+
+
+def _target_ip(cloud: Cloud, lb: Doc, server: Doc, use_private_ip: bool, ip: str | None) -> str | None:
     if ip is None:
         ip = shared_private_ip(cloud, lb, server) if use_private_ip else server_public_ipv4(cloud, server)
-    return {"type": "server", "server": {"id": server["id"], "ip": ip or ""},
-            "health_status": _health_status(lb, target_health(cloud, lb, server)),
+    return ip
+
+
+def _server_target(cloud: Cloud, lb: Doc, server: Doc, use_private_ip: bool, ip: str | None) -> Doc:
+    ip = _target_ip(cloud, lb, server, use_private_ip, ip)
+    health = _target_health(cloud, lb, target_name(ip or "", server["id"]), target_health(cloud, lb, server))
+    return {"type": "server", "server": {"id": server["id"], "ip": ip or ""}, "health_status": health,
             "use_private_ip": use_private_ip}
 
 
@@ -150,7 +172,28 @@ def render_target(cloud: Cloud, lb: Doc, target: Doc) -> Doc | None:
         return {"type": "label_selector", "label_selector": {"selector": selector}, "use_private_ip": upi,
                 "targets": [_server_target(cloud, lb, s, upi, None)
                             for s in selector_servers(cloud, lb, selector, upi)]}
-    return {"type": "ip", "ip": {"ip": target["ip"]["ip"]}, "health_status": _health_status(lb, "unknown")}
+    ip = target["ip"]["ip"]
+    return {"type": "ip", "ip": {"ip": ip}, "health_status": _target_health(cloud, lb, target_name(ip), "unknown")}
+
+
+def target_addresses(cloud: Cloud, lb: Doc) -> list[tuple[str, str]]:
+    """(name, address) of every target the load balancer forwards to now, each once: label
+    selectors resolved against the servers' current labels and networks."""
+    out: dict[str, str] = {}
+    for target in lb["targets"]:
+        upi = bool(target.get("use_private_ip"))
+        if target["type"] == "server":
+            server = cloud.store.get("server", target["server"]["id"])
+            found = [] if server is None else [(server, target["server"].get("ip"))]
+        elif target["type"] == "label_selector":
+            found = [(s, None) for s in selector_servers(cloud, lb, target["label_selector"]["selector"], upi)]
+        else:
+            out.setdefault(target_name(target["ip"]["ip"]), target["ip"]["ip"])
+            continue
+        for server, requested in found:
+            if ip := _target_ip(cloud, lb, server, upi, requested):
+                out.setdefault(target_name(ip, int(server["id"])), ip)
+    return list(out.items())
 
 
 def included_traffic(cloud: Cloud, lb: Doc) -> int:
@@ -452,12 +495,14 @@ def check_new_service(cloud: Cloud, lb: Doc, svc: Doc) -> None:
 
 # -- addresses ------------------------------------------------------------------------------
 def _allocate_public(cloud: Cloud) -> tuple[str, str]:
-    used4 = {lb["public_net"]["ipv4"]["ip"] for lb in cloud.store.all(KIND)}
     used6 = {lb["public_net"]["ipv6"]["ip"] for lb in cloud.store.all(KIND)}
-    v4 = next((str(h) for h in reversed(list(IPV4_POOL.hosts())) if str(h) not in used4), None)
     v6 = next((ip for n in range(1, 0x10000) if (ip := f"{IPV6_PREFIX}:{n:x}::1") not in used6), None)
-    if v4 is None or v6 is None:
+    if v6 is None:
         raise errors.resource_unavailable("no public IP address left for load balancers")
+    try:
+        v4 = primary_ips.allocate_ipv4(cloud, top_down=True)
+    except errors.ApiError:
+        raise errors.resource_unavailable("no public IP address left for load balancers") from None
     return v4, v6
 
 
@@ -540,6 +585,7 @@ def _network_deleted(cloud: Cloud, network: Doc, **_: Any) -> None:
         if len(kept) != len(lb.get("private_net") or []):
             lb["private_net"] = kept
             cloud.store.put(KIND, lb)
+            hosting.load_balancer_changed(cloud, lb)  # its NIC on the network goes, and targets through it
 
 
 # -- routes ---------------------------------------------------------------------------------
@@ -642,6 +688,7 @@ def create_load_balancer(req: Request) -> Reply:
     resources: list[tuple[str, int]] = [(KIND, ident)]
     action = cloud.engine.start("create_load_balancer", resources, finish="load_balancer.changed",
                                 params={"load_balancer": ident, "before": {}})
+    hosting.load_balancer_changed(cloud, lb, [action])
     return Reply(201, {"load_balancer": render(cloud, lb), "action": cloud.action(action)})
 
 
@@ -681,6 +728,7 @@ def delete_load_balancer(req: Request) -> Reply:
     cloud.ensure_unlocked(KIND, lb["id"])
     cloud.store.delete(KIND, lb["id"])
     action = cloud.engine.start("delete_load_balancer", [(KIND, lb["id"])])
+    hosting.load_balancer_deleted(cloud, int(lb["id"]), action)
     return cloud.action_reply(action, status=200)
 
 
@@ -695,6 +743,7 @@ def add_service(req: Request) -> Reply:
     action = _change(cloud, lb, "add_service", ("services",))
     lb["services"].append(svc)
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -714,6 +763,7 @@ def update_service(req: Request) -> Reply:
     action = _change(cloud, lb, "update_service", ("services",))
     lb["services"][index] = svc
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -730,6 +780,7 @@ def delete_service(req: Request) -> Reply:
     action = _change(cloud, lb, "delete_service", ("services",))
     lb["services"] = [s for s in lb["services"] if s["listen_port"] != port]
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -744,6 +795,7 @@ def add_target(req: Request) -> Reply:
     action = _change(cloud, lb, "add_target", ("targets",))
     lb["targets"].append(target)
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -760,6 +812,7 @@ def remove_target(req: Request) -> Reply:
     action = _change(cloud, lb, "remove_target", ("targets",))
     lb["targets"] = kept
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -783,6 +836,7 @@ def attach_to_network(req: Request) -> Reply:
     lb["private_net"] = [e for e in lb["private_net"] if e["network"] != network_id]
     lb["private_net"].append({"network": network_id, "ip": address})
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -804,6 +858,7 @@ def detach_from_network(req: Request) -> Reply:
     action = _change(cloud, lb, "detach_from_network", ("private_net",), extra=[("network", network_id)])
     lb["private_net"] = [e for e in lb["private_net"] if e["network"] != network_id]
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -826,6 +881,7 @@ def change_type(req: Request) -> Reply:
     action = _change(cloud, lb, "change_load_balancer_type", ("_type",))
     lb["_type"] = new_type["id"]
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -840,6 +896,7 @@ def change_algorithm(req: Request) -> Reply:
     action = _change(cloud, lb, "change_algorithm", ("algorithm",))
     lb["algorithm"] = {"type": algorithm}
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -862,6 +919,7 @@ def change_dns_ptr(req: Request) -> Reply:
     lb["public_net"][family]["dns_ptr"] = dns_ptr if dns_ptr is not None else default_dns_ptr(
         lb["public_net"][family]["ip"])
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -872,6 +930,7 @@ def enable_public_interface(req: Request) -> Reply:
     action = _change(cloud, lb, "enable_public_interface", ("public_net",))
     lb["public_net"]["enabled"] = True
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -888,6 +947,7 @@ def disable_public_interface(req: Request) -> Reply:
     action = _change(cloud, lb, "disable_public_interface", ("public_net",))
     lb["public_net"]["enabled"] = False
     cloud.store.put(KIND, lb)
+    hosting.load_balancer_changed(cloud, lb, [action])
     return cloud.action_reply(action)
 
 

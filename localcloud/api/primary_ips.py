@@ -26,7 +26,9 @@ KIND = "primary_ip"
 # stays free: it is the gateway when real machines get these addresses on a bridge.
 # Servers' public IPv4 addresses: documentation ranges first, then the benchmarking range
 # 198.18.0.0/15 (RFC 2544) for large clouds; none is routed on the internet. Load balancers
-# take theirs from 203.0.113.0/24 (load_balancers.IPV4_POOL), so the two never meet.
+# take theirs from the same pools, from the top down (one set of used addresses for both).
+# Not 203.0.113.0/24: some resolvers answer with it (deb.debian.org on a test machine), and
+# a pool on the public bridge would cut this machine off from those addresses.
 PUBLIC_IPV4_POOLS: tuple[str, ...] = ("198.51.100.0/24", "192.0.2.0/24", "198.18.0.0/15")
 # This machine's address on localcloud's public side (first host of the first pool, never
 # given to a server): the "internet" and the admin's workstation, as admin_cidrs see it.
@@ -40,19 +42,23 @@ PUBLIC_IPV6_POOL = "2001:db8::/32"
 
 # -- allocation ---------------------------------------------------------------------------
 def _taken(cloud: Cloud) -> set[str]:
-    return {p["ip"] for p in cloud.store.all(KIND)}
+    """Public addresses in use: primary IPs and load balancers' (they share the pools)."""
+    taken = {str(p["ip"]) for p in cloud.store.all(KIND)}
+    taken |= {str(lb["public_net"]["ipv4"]["ip"]) for lb in cloud.store.all("load_balancer")}
+    return taken
 
 
-def allocate_ipv4(cloud: Cloud) -> str:
-    """The lowest free public IPv4 address of the pools."""
+def allocate_ipv4(cloud: Cloud, *, top_down: bool = False) -> str:
+    """The lowest free public IPv4 address of the pools (``top_down``: the highest of each
+    pool first, for load balancers, so that they stand apart from servers)."""
     taken = _taken(cloud)
     for pool in PUBLIC_IPV4_POOLS:
         if pool in UNUSABLE_IPV4_POOLS:
             continue
-        hosts = ipaddress.ip_network(pool).hosts()
-        next(hosts)  # the gateway
-        for host in hosts:
-            if str(host) not in taken:
+        net = ipaddress.ip_network(pool)
+        first, last = int(net.network_address) + 2, int(net.broadcast_address) - 1  # +1: the gateway
+        for n in range(last, first - 1, -1) if top_down else range(first, last + 1):
+            if str(host := ipaddress.IPv4Address(n)) not in taken:
                 return str(host)
     raise errors.ApiError("resource_unavailable", "no public IPv4 address left in localcloud's address pools")
 

@@ -17,12 +17,13 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
 from localcloud.api.primary_ips import ADMIN_ADDRESS
 from localcloud.hosts import cleanup, cloudinit, firewall, network, snapshot, template
+from localcloud.hosts import loadbalancer as lbs
 from localcloud.hosts import volumes as vols
 from localcloud.hosts.aptproxy import AptProxy
 from localcloud.hosts.machine import Machine
@@ -83,6 +84,10 @@ class Hosts:
         self._volumes = threading.RLock()  # attachments change in jobs and in boot watchers
         self._keep_disks = False
         self.firewalls: tuple[firewall.Guarded, ...] | None = None  # what the nft table holds now
+        self.balancers: dict[int, lbs.Balancer] = {}  # load balancer id -> its namespace and HAProxy
+        self._lb_health: dict[int, dict[int, dict[str, str]]] = {}  # polled from HAProxy, read by the API
+        self._lb_poller: threading.Thread | None = None
+        self._lb_stop = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -167,6 +172,12 @@ class Hosts:
             self.attachments.clear()
         if not self._keep_disks:
             shutil.rmtree(self.volumes_dir, ignore_errors=True)
+        self._lb_stop.set()
+        if self._lb_poller is not None:
+            self._lb_poller.join(timeout=5)
+            self._lb_poller = None
+        for lb_id in list(self.balancers):
+            self.delete_load_balancer(lb_id)
         self.proxy.stop()
         self.firewalls = None  # the table goes with the leftovers below
         if self._lock_file is not None:
@@ -284,6 +295,53 @@ class Hosts:
         if wanted != self.firewalls:
             firewall.apply(wanted)
             self.firewalls = wanted
+
+    # -- load balancers --------------------------------------------------------------------
+    def set_load_balancer(self, spec: lbs.LbSpec) -> None:
+        """Make the load balancer (namespace, links, HAProxy) match ``spec``; idempotent."""
+        balancer = self.balancers.get(spec.lb_id)
+        if balancer is None:
+            balancer = self.balancers[spec.lb_id] = lbs.Balancer(spec.lb_id)
+        balancer.apply(replace(spec, ipv4=self._usable(spec.ipv4)), self.usable_pools)
+        self._start_lb_poller()
+
+    def delete_load_balancer(self, lb_id: int) -> None:
+        balancer = self.balancers.pop(lb_id, None) or lbs.Balancer(lb_id)
+        self._lb_health.pop(lb_id, None)
+        balancer.remove()
+        network.remove_unused_network_bridges()
+
+    def load_balancer_health(self, lb_id: int) -> dict[int, dict[str, str]] | None:
+        """listen port -> target name -> healthy/unhealthy/unknown, as last polled (None: not yet).
+        Never blocks: the API renders from this on its event loop."""
+        return self._lb_health.get(lb_id)
+
+    def _start_lb_poller(self) -> None:
+        if self._lb_poller is None or not self._lb_poller.is_alive():
+            self._lb_stop.clear()
+            self._lb_poller = threading.Thread(target=self._poll_lb_health, name="lb-health", daemon=True)
+            self._lb_poller.start()
+
+    def _poll_lb_health(self, interval: float = 1.0) -> None:
+        """About once a second: every load balancer's health checks, from HAProxy's stats socket."""
+        while not self._lb_stop.wait(interval):
+            for gone in set(self._lb_health) - set(self.balancers):
+                self._lb_health.pop(gone, None)
+            for lb_id, balancer in list(self.balancers.items()):
+                if not balancer.running():
+                    self._lb_health.pop(lb_id, None)
+                    continue
+                try:
+                    fresh = balancer.stats()
+                except OSError:
+                    continue  # reloading: keep the last result
+                old = self._lb_health.get(lb_id, {})
+                for port, targets in fresh.items():  # a reload restarts checks: keep what was known
+                    for name, health in targets.items():
+                        if health == lbs.UNKNOWN and old.get(port, {}).get(name, lbs.UNKNOWN) != lbs.UNKNOWN:
+                            targets[name] = old[port][name]
+                if lb_id in self.balancers:
+                    self._lb_health[lb_id] = fresh  # one assignment: readers see old or new, whole
 
     def rebuild(self, server_id: int, image: ImageRef, *, ssh_keys: list[str] | None = None,
                 user_data: str | None = None, boot: bool = True) -> None:

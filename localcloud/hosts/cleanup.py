@@ -9,6 +9,7 @@ no other live localcloud owns them) before it makes anything.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from localcloud.hosts.system import (
     NFT_PREFIX,
     OUR_LINK,
     OUR_NETNS,
+    RUN_DIR,
     all_cgroup_roots,
     forget_process,
     kill,
@@ -59,6 +61,11 @@ def leftovers(data_dir: Path | None = None, what: str = "leftover") -> list[str]
     for ns in run(["ip", "netns", "list"]).stdout.split("\n"):
         name = ns.split(" ")[0]
         if OUR_NETNS.match(name):
+            if name.startswith("lc-lb"):  # HAProxy workers leave when their master dies: maybe not yet
+                pids = [int(p) for p in run(["ip", "netns", "pids", name], check=False).stdout.split() if p.isdigit()]
+                for pid in pids:
+                    kill(pid)
+                wait_gone(pids, 5)
             run(["ip", "netns", "del", name], check=False)
             removed.append(f"netns {name}")
     links = json.loads(run(["ip", "-j", "link", "show"]).stdout or "[]")
@@ -68,6 +75,8 @@ def leftovers(data_dir: Path | None = None, what: str = "leftover") -> list[str]
             run(["ip", "link", "del", name], check=False)
             removed.append(f"link {name}")
     removed += _loop_devices(data_dir)
+    if (RUN_DIR / "lb").is_dir():  # load balancers' configs and sockets
+        shutil.rmtree(RUN_DIR / "lb", ignore_errors=True)
     removed += _nft_tables()
     for entry in removed:
         log.info("cleanup: removed %s", f"{what} {entry}".strip())

@@ -28,9 +28,11 @@ IFNAMSIZ = 15
 PUBLIC_BRIDGE = "lc-pub"
 # host-side names: lc-pub, lc-n<network id> (bridges), lcp<server id> (public veth),
 # lcn<server id>-<slot> or lcn<12 hex> (private veths), lc-<server id> (netns); other
-# internet hosts (probes): lc-inet<k> (netns), lci<k> (veth)
-OUR_LINK = re.compile(r"^(lc-pub|lc-n\d+|lcp\d+|lcn\d+-\d+|lcn[0-9a-f]{12}|lci\d+)$")
-OUR_NETNS = re.compile(r"^lc-(\d+|inet\d+)$")
+# internet hosts (probes): lc-inet<k> (netns), lci<k> (veth); load balancers: lc-lb<id>
+# (netns), lcb<id> (public veth), lcb<id>-<network id> or lcb<12 hex> (private veths)
+OUR_LINK = re.compile(r"^(lc-pub|lc-n\d+|lcp\d+|lcn\d+-\d+|lcn[0-9a-f]{12}|lci\d+"
+                      r"|lcb\d+|lcb\d+-\d+|lcb[0-9a-f]{12})$")
+OUR_NETNS = re.compile(r"^lc-(\d+|inet\d+|lb\d+)$")
 OVERLAY_SOURCE = "localcloud-"  # overlay mounts are named localcloud-<server id>
 NFT_PREFIX = "localcloud"  # nft tables (firewalls, later) are named localcloud*
 

@@ -130,7 +130,7 @@ def test_create_with_services_lifecycle(client: Client, lenient: Client) -> None
     assert lb.load_balancer_type.name == "lb11"
     assert lb.algorithm.type == "least_connections"
     assert lb.public_net.enabled is True
-    assert ipaddress.ip_address(lb.public_net.ipv4.ip) in ipaddress.ip_network("203.0.113.0/24")
+    assert ipaddress.ip_address(lb.public_net.ipv4.ip) in ipaddress.ip_network("198.51.100.0/24")
     assert lb.public_net.ipv6.ip
     assert lb.private_net == []
     assert lb.targets == []
@@ -154,13 +154,20 @@ def test_create_with_services_lifecycle(client: Client, lenient: Client) -> None
     assert client.load_balancers.get_all() == []
 
 
-def test_public_ips_come_from_their_own_pool(client: Client) -> None:
+def test_public_ips_share_the_servers_pools(client: Client, lenient: Client) -> None:
+    """From the servers' pools, top down (not 203.0.113.0/24: a real mirror may live there)."""
     a = _lb(client, "a")
     b = _lb(client, "b", location=None, network_zone="eu-central")
-    assert a.public_net.ipv4.ip == "203.0.113.254"
-    assert b.public_net.ipv4.ip == "203.0.113.253"
+    assert a.public_net.ipv4.ip == "198.51.100.254"
+    assert b.public_net.ipv4.ip == "198.51.100.253"
     assert a.public_net.ipv6.ip != b.public_net.ipv6.ip
     assert b.location.network_zone == "eu-central"
+    # one set of used addresses: a primary IP never gets a load balancer's, nor the reverse
+    pip = client.primary_ips.create(type="ipv4", name="p", location=Location(name="fsn1")).primary_ip
+    assert pip.ip not in (a.public_net.ipv4.ip, b.public_net.ipv4.ip)
+    _delete(lenient, a)
+    c = _lb(client, "c")  # a freed address is handed out again
+    assert c.public_net.ipv4.ip == "198.51.100.254" and c.public_net.ipv4.ip != pip.ip
 
 
 def test_create_validation(client: Client) -> None:

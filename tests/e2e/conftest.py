@@ -63,7 +63,8 @@ def ours() -> dict[str, list[str]]:
             except OSError:
                 continue
             text = b" ".join(cmd).decode(errors="replace")
-            if "--machine=lc-" in text or ("apt-cacher-ng" in text and "/run/localcloud/" in text):
+            if "--machine=lc-" in text or ("apt-cacher-ng" in text and "/run/localcloud/" in text) \
+                    or ("haproxy" in text and "/run/localcloud/lb/" in text):
                 procs.append(f"{proc.name} {text[:80]}")
     loops = json.loads(subprocess.run(["losetup", "-J", "-l"], capture_output=True, text=True,
                                       check=True).stdout or "{}").get("loopdevices", [])
