@@ -18,6 +18,7 @@ import runpy
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,7 @@ def load_hosts(inventory: Path) -> tuple[list[Host], dict[str, Any]]:
     return hosts, dict(common)
 
 
-def plan(hosts: list[Host]) -> list[Probe]:
+def plan(hosts: list[Host], lb_ip: str | None = None, lb_ports: Iterable[int] = ()) -> list[Probe]:
     """The probes and what the design says about each."""
     by_group = {g: [h for h in hosts if h.group == g] for g in GROUPS}
     node = next(iter(by_group["k3s_agents"] + by_group["k3s_servers"]), None)
@@ -84,6 +85,9 @@ def plan(hosts: list[Host]) -> list[Probe]:
             probes.append(Probe(node.name, redis.name, redis.private_ip, 6379, "Redis from the cluster", True))
         probes += [Probe(p.name, redis.name, redis.private_ip, 6379, "Redis from the PostgreSQL host", False)
                    for p in by_group["postgres"]]
+    if lb_ip:  # the one public entry: it accepts whether or not the cluster behind it is up yet
+        probes += [Probe(HERE, "load balancer", lb_ip, int(port), "the load balancer from the internet", True)
+                   for port in lb_ports]
     return probes
 
 
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     hosts, common = load_hosts(args.inventory)
     remote = Remote(args.user, args.key, [x for o in args.ssh_option for x in ("-o", o)])
     by_name = {h.name: h for h in hosts}
-    probes = plan(hosts)
+    probes = plan(hosts, common.get("lb_public_ipv4"), common.get("lb_service_ports") or [])
     with ThreadPoolExecutor(max_workers=16) as pool:
         states = list(pool.map(lambda h: service_states(h, remote), hosts))
         results = list(pool.map(lambda p: run_probe(p, by_name, remote), probes))

@@ -28,3 +28,9 @@ def test_data_services_only_from_the_cluster_over_the_private_network() -> None:
         ("agent-1", "redis-1", "10.0.1.5", 6379): True,
         ("pg-1", "redis-1", "10.0.1.5", 6379): False,
     }
+
+
+def test_the_load_balancer_is_the_public_entry() -> None:
+    lb = [p for p in plan(HOSTS, "198.51.100.254", [80, 443]) if p.target == "load balancer"]
+    assert [(p.source, p.address, p.port, p.expect_open) for p in lb] == [
+        (HERE, "198.51.100.254", 80, True), (HERE, "198.51.100.254", 443, True)]
