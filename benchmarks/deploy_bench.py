@@ -6,8 +6,9 @@ Root on Linux, nothing else using real hosts. Starts its own localcloud --hosts 
 provisions dev, runs ``pyinfra inventories/dev.py deploys/all.py`` twice (first deploy,
 then the no-op re-run), destroys and re-provisions dev, and runs the deploy twice more
 limited to one fresh host: the PostgreSQL server, the heaviest role (with six hosts in
-parallel, the slowest host sets the pace). Prints the four times and the ratios
-(goals: no-op <= 15 % of the first run; 6 hosts <= 1.5x one host).
+parallel, the slowest host sets the pace). Prints the four times, how busy this machine's
+CPUs were during each first deploy (all machines share them: on Hetzner each server has its
+own), and the ratios (goals: no-op <= 15 % of the first run; 6 hosts <= 1.5x one host).
 
 The apt proxy's package cache is whatever this machine has (warm after the first ever run;
 the first figure of a cold cache includes downloads). k3s and the manifests are skipped
@@ -35,6 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 ONE_HOST = "nornos-dev-postgres-1"
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(all, idle+iowait) jiffies of every CPU together, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
 class Bench:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -49,6 +56,7 @@ class Bench:
                      "SOPS_AGE_KEY_FILE": str(tmp / "age.txt"), "NORNOS_SECRETS_DIR": str(tmp / "secrets")}
         os.environ.update({k: self.vars[k] for k in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR")})
         secrets.init("dev")
+        self.busy = 0.0
 
     def close(self) -> None:
         control.down(self.tmp / "lc")
@@ -61,12 +69,16 @@ class Bench:
             raise RuntimeError(f"provision.py {' '.join(extra)} failed: {proc.stderr.strip()[-800:]}")
 
     def deploy(self, *extra: str) -> float:
+        """Seconds of one pyinfra run; also records how busy this machine's CPUs were (``self.busy``)."""
         cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", str(self.tmp / "inv" / "dev.py"),
                str(ROOT / "deploys" / "all.py"), "--user", "root", "--key", str(self.key),
                "--data", "ssh_strict_host_key_checking=off", "--data", "ssh_known_hosts_file=/dev/null", *extra]
+        before = _cpu_times()
         started = time.monotonic()
         proc = subprocess.run(cmd, env=self.vars, capture_output=True, text=True, cwd=ROOT)
         took = time.monotonic() - started
+        after = _cpu_times()
+        self.busy = 1 - (after[1] - before[1]) / max(after[0] - before[0], 1)
         if proc.returncode != 0:
             raise RuntimeError(f"pyinfra {' '.join(extra)} failed: {proc.stdout.strip()[-1500:]}")
         return took
@@ -81,13 +93,17 @@ def main() -> int:
         try:
             bench.provision()
             first6 = bench.deploy()
+            busy6 = bench.busy
             noop6 = bench.deploy()
-            print(f"dev, 6 hosts: first deploy {first6:.1f}s, no-op re-run {noop6:.1f}s", flush=True)
+            print(f"dev, 6 hosts: first deploy {first6:.1f}s (CPUs {busy6:.0%} busy), no-op re-run {noop6:.1f}s",
+                  flush=True)
             bench.provision("--destroy")
             bench.provision()
             first1 = bench.deploy("--limit", ONE_HOST)
+            busy1 = bench.busy
             noop1 = bench.deploy("--limit", ONE_HOST)
-            print(f"1 host ({ONE_HOST}): first deploy {first1:.1f}s, no-op re-run {noop1:.1f}s", flush=True)
+            print(f"1 host ({ONE_HOST}): first deploy {first1:.1f}s (CPUs {busy1:.0%} busy), no-op re-run "
+                  f"{noop1:.1f}s", flush=True)
         finally:
             bench.close()
     print(f"no-op / first: 6 hosts {noop6 / first6:.0%}, 1 host {noop1 / first1:.0%} (goal <= 15 %)")

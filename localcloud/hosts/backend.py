@@ -445,23 +445,31 @@ class Hosts:
             return a.node
 
     def detach_volume(self, server_id: int, volume_id: int) -> None:
-        """Remove the device and its link from the machine and free the loop device; refused
-        (nothing changes) while the machine has the volume mounted."""
+        """Remove the device and its link from the machine and free the loop device.
+
+        Hetzner pulls the disk whatever the guest is doing (its API cannot see inside), so a
+        mounted volume is detached too: its mounts in the machine are lazily unmounted (gone
+        from the machine at once; processes with open files keep them until they close them,
+        and the kernel frees the loop device then)."""
         m = self.machine(server_id)
         with self._volumes:
             a = self.attachments.get(volume_id)
             if a is None or a.server_id != server_id:
                 raise HostError(f"volume {volume_id} is not attached to server {server_id}")
             pid = m.init_pid() if m.running() else None
-            if vols.in_use(a.loop):
-                where = ", ".join(vols.mounted_at(pid, a.loop)) or "by a process"
-                raise HostError(f"volume {volume_id} is mounted in the machine ({where}): unmount it first")
-            self._release(a, pid)
+            busy = vols.in_use(a.loop)
+            if busy:
+                points = vols.mounted_at(pid, a.loop)
+                log.warning("server %s: volume %s detached while in use (%s), as Hetzner would",
+                            server_id, volume_id, ", ".join(points) or "held by a process")
+                for point in points:
+                    vols.lazy_unmount(pid, point)
+            self._release(a, pid, wait=0.5 if busy else 10)
 
-    def _release(self, a: Attachment, pid: int | None) -> None:
+    def _release(self, a: Attachment, pid: int | None, wait: float = 10) -> None:
         if pid is not None:
             vols.unexpose(pid, a.volume_id, a.node)
-        vols.free_loop(a.loop, self.volume_file(a.volume_id))
+        vols.free_loop(a.loop, self.volume_file(a.volume_id), timeout=wait)
         self.attachments.pop(a.volume_id, None)
 
     def _expose_all(self, server_id: int) -> None:

@@ -201,6 +201,13 @@ def mounted_at(pid: int | None, dev: str) -> list[str]:
     return [line.split()[4] for line in lines if line.split()[2] == f"{major}:{minor}"]
 
 
+def lazy_unmount(pid: int | None, point: str) -> None:
+    """Unmount ``point`` in the machine at once (``umount -l``, inside all its namespaces so
+    that the path is the machine's)."""
+    if pid is not None:
+        _nsenter(pid, f"umount -l {shlex.quote(point)}")
+
+
 def add_fstab(root: Path, volume_id: int, fstype: str) -> None:
     """Hetzner's automount entry, in the machine's /etc/fstab (its disk, seen from here)."""
     fstab = root / "etc" / "fstab"

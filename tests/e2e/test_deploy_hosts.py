@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 from nornos_infra import secrets
@@ -40,9 +41,9 @@ class Env:
                      "NORNOS_POLL_INTERVAL": "0.2", "SOPS_AGE_KEY_FILE": str(work / "age.txt"),
                      "NORNOS_SECRETS_DIR": str(work / "secrets")}
 
-    def provision(self) -> None:
+    def provision(self, *extra: str) -> None:
         cmd = [sys.executable, str(ROOT / "provision.py"), "dev", "--yes", "--env-dir", str(self.work / "env"),
-               "--inventory-dir", str(self.work / "inv")]
+               "--inventory-dir", str(self.work / "inv"), *extra]
         proc = subprocess.run(cmd, env=self.vars, capture_output=True, text=True, timeout=600, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -300,3 +301,13 @@ def test_k3s_install_path_with_a_stand_in_binary(deployed: Env) -> None:
         assert deployed.on(node, "dpkg-query -W -f '${Status}' cryptsetup") == "install ok installed"
     again = subprocess.run(k3s, env=deployed.vars, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 0 and not changed_operations(again.stderr)
+
+
+def test_destroy_after_a_deploy(deployed: Env) -> None:
+    """Last: tear down the deployed env. PostgreSQL still has its volume mounted; as on Hetzner
+    the volume is pulled anyway (localcloud lazily unmounts it) and everything goes."""
+    deployed.provision("--destroy")
+    for path in ("servers", "volumes", "load_balancers", "networks", "firewalls"):
+        listed = requests.get(f"{deployed.lc.endpoint}/{path}", headers={"Authorization": f"Bearer {TOKEN}"},
+                              timeout=10).json()[path]
+        assert listed == [], f"{path} left after --destroy: {[i['name'] for i in listed]}"
