@@ -57,14 +57,14 @@ def lc_status(c: Context) -> None:
 
 
 def _localcloud_env(c: Context, real_hosts: bool = False) -> dict[str, str]:
-    """Start localcloud when HCLOUD_ENDPOINT is not set (with real machines when asked and
-    possible here), and make the admin key; return the env vars."""
+    """Start localcloud unless you point at a cloud of your own (with real machines when asked
+    and possible here), and make the admin key; return the env vars."""
     from localcloud import control
     from localcloud.hosts.system import why_unsupported
     from nornos_infra.admin_key import ensure_keypair
 
     ensure_keypair(STATE / "ssh" / "id_ed25519")
-    if os.environ.get("HCLOUD_ENDPOINT") and os.environ.get("HCLOUD_TOKEN"):
+    if _real_cloud():
         return {}
     nspawn = real_hosts and why_unsupported() is None
     running = control.up(STATE, extra=["--hosts", "nspawn"] if nspawn else [])
@@ -100,11 +100,26 @@ def destroy(c: Context, env: str = "dev", force: bool = False) -> None:
 LOCALCLOUD_SSH = ["--data", "ssh_strict_host_key_checking=off", "--data", "ssh_known_hosts_file=/dev/null"]
 
 
-def _secrets_env() -> dict[str, str]:
-    """On localcloud (no HCLOUD_ENDPOINT of your own) the env's secrets and their age key live in
-    .localcloud/, so that a demo never touches secrets/ or ~/.config; your settings win."""
-    if os.environ.get("HCLOUD_ENDPOINT"):
-        return {}
+def _real_cloud() -> bool:
+    """HCLOUD_TOKEN or HCLOUD_ENDPOINT set: the tasks use that cloud and never start localcloud."""
+    return bool(os.environ.get("HCLOUD_TOKEN") or os.environ.get("HCLOUD_ENDPOINT"))
+
+
+def _on_localcloud(env: str) -> bool:
+    """Whether provision.py made the env's inventory on localcloud (it says so: ``offline``)."""
+    import runpy
+
+    path = ROOT / "inventories" / f"{env}.py"
+    if not path.exists():
+        return False
+    module = runpy.run_path(str(path))
+    groups = [v for v in module.values() if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], dict)]
+    return any(bool(data.get("offline")) for _, data in groups)
+
+
+def _local_secrets() -> dict[str, str]:
+    """On localcloud the env's secrets and their age key live in .localcloud/, so that a demo
+    never touches secrets/ or ~/.config; your own NORNOS_SECRETS_DIR / SOPS_AGE_KEY_FILE win."""
     return {"NORNOS_SECRETS_DIR": os.environ.get("NORNOS_SECRETS_DIR", str(STATE / "secrets")),
             "SOPS_AGE_KEY_FILE": os.environ.get("SOPS_AGE_KEY_FILE", str(STATE / "age.txt"))}
 
@@ -133,7 +148,7 @@ def demo(c: Context, port: int = 8700, api_only: bool = False) -> None:
         sys.exit("demo: a localcloud without real machines is running; stop it with `invoke localcloud.down`")
     machines = "servers are real Debian machines" if hosts == "nspawn" else f"API only ({reason})"
     print(f"localcloud is serving {running.endpoint} ({machines}; state in {STATE})\n")
-    env = {**running.env, **_secrets_env()}
+    env = {**running.env, **_local_secrets()}
     provision_py = f"{sys.executable} {ROOT / 'provision.py'} dev"
     for step, flags in (("plan", "--dry-run"), ("apply", "--yes")):
         print(f"== {step}: python provision.py dev {flags}")
@@ -144,7 +159,7 @@ def demo(c: Context, port: int = 8700, api_only: bool = False) -> None:
     print(f"\n== inventory: {inventory}")
     c.run(f"{sys.executable} -m nornos_infra.inventory_summary {inventory}", pty=False)
     if hosts == "nspawn":
-        os.environ.update(_secrets_env())
+        os.environ.update(_local_secrets())
         if not (secrets.secrets_dir() / "dev.sops.yaml").exists():
             try:
                 print(f"\n== secrets: {secrets.init('dev')} (SOPS + age, key {secrets.age_key_file()})")
@@ -268,8 +283,8 @@ def deploy(c: Context, env: str = "dev") -> None:
 def check(c: Context, env: str = "dev", key: str = "") -> None:
     """What runs where and what is reachable from where, probed on the live hosts (exit 1 on surprises)."""
     key_file = Path(key) if key else STATE / "ssh" / "id_ed25519"
-    options = "" if os.environ.get("HCLOUD_ENDPOINT") else \
-        " --ssh-option StrictHostKeyChecking=no --ssh-option UserKnownHostsFile=/dev/null"
+    options = " --ssh-option StrictHostKeyChecking=no --ssh-option UserKnownHostsFile=/dev/null" \
+        if _on_localcloud(env) else ""
     key_flag = f" --key {key_file}" if key_file.exists() else ""
     result = c.run(f"{sys.executable} -m nornos_infra.reachability {ROOT / 'inventories' / f'{env}.py'}"
                    f"{key_flag}{options}", warn=True, pty=False)
@@ -283,12 +298,12 @@ def configure(c: Context, env: str = "dev", dry: bool = False) -> None:
     key = STATE / "ssh" / "id_ed25519"
     flags = ["--dry", "--diff"] if dry else ["-y"]
     key_flags = ["--key", str(key)] if key.exists() else []
-    # localcloud's machines get new host keys whenever they are re-created; real hosts keep
-    # pyinfra's strict checking
-    local = [] if os.environ.get("HCLOUD_ENDPOINT") else LOCALCLOUD_SSH
+    # localcloud's machines get new host keys whenever they are re-created, and its secrets live
+    # in .localcloud/; real hosts keep pyinfra's strict checking and secrets/
+    local = _on_localcloud(env)
     c.run(" ".join([str(BIN / "pyinfra"), *flags, str(ROOT / "inventories" / f"{env}.py"),
-                    str(ROOT / "deploys" / "all.py"), "--user", "root", *key_flags, *local]), env=_secrets_env(),
-          pty=False)
+                    str(ROOT / "deploys" / "all.py"), "--user", "root", *key_flags,
+                    *(LOCALCLOUD_SSH if local else [])]), env=_local_secrets() if local else {}, pty=False)
 
 
 secrets_tasks = Collection("secrets")

@@ -8,7 +8,8 @@ the answer the design expects, from three places: this machine (the admin's work
 inside admin_cidrs), a k3s node (the cluster, over the private network) and the data
 hosts themselves (which must not reach each other). A probe is "open" (connected),
 "refused" (the host answered: nothing listens, or its firewall rejects) or "filtered"
-(no answer: a firewall drops it). Exit status 1 when any probe differs from the design.
+(no answer: a firewall drops it). Exit status 1 when any probe differs from the design or
+could not run, or a host does not run its role's services (k3s only where it is installed).
 """
 
 from __future__ import annotations
@@ -113,9 +114,11 @@ def probe_here(address: str, port: int) -> str:
         return "filtered"
 
 
-PROBE_SCRIPT = ("timeout {t} bash -c '</dev/tcp/{a}/{p}' 2>/tmp/.nornos-probe; rc=$?; "
-                "if [ $rc = 0 ]; then echo open; elif grep -qi refused /tmp/.nornos-probe; then echo refused; "
-                "else echo filtered; fi; rm -f /tmp/.nornos-probe")
+# stderr kept in a variable: probes from one host run at the same time
+PROBE_SCRIPT = ("err=$(timeout {t} bash -c '</dev/tcp/{a}/{p}' 2>&1); rc=$?; "
+                "if [ $rc = 0 ]; then echo open; elif echo \"$err\" | grep -qi refused; then echo refused; "
+                "else echo filtered; fi")
+RESULTS = ("open", "refused", "filtered")
 
 
 def run_probe(probe: Probe, hosts: dict[str, Host], remote: Remote) -> str:
@@ -126,13 +129,19 @@ def run_probe(probe: Probe, hosts: dict[str, Host], remote: Remote) -> str:
     return result.stdout.strip() or f"unknown ({result.stderr.strip()[:60]})"
 
 
-def service_states(host: Host, remote: Remote) -> str:
+# k3s runs only where its binary could be installed (not on offline localcloud hosts): shown, not required
+OPTIONAL_UNITS = ("k3s", "k3s-agent")
+
+
+def service_states(host: Host, remote: Remote) -> tuple[str, bool]:
+    """The role's units and their states, and whether every required one is active."""
     units = SERVICES[host.group]
     result = remote.run(host.public_ip, "systemctl is-active " + " ".join(units) + " 2>/dev/null; true")
     states = result.stdout.split()
     if len(states) != len(units):
-        return "unreachable over SSH"
-    return ", ".join(f"{u} {s}" for u, s in zip(units, states, strict=True))
+        return "unreachable over SSH", False
+    ok = all(s == "active" for u, s in zip(units, states, strict=True) if u not in OPTIONAL_UNITS)
+    return ", ".join(f"{u} {s}" for u, s in zip(units, states, strict=True)), ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     where = Table(title="What runs where")
     for column in ("host", "group", "public", "private", "services"):
         where.add_column(column)
-    for host, state in zip(hosts, states, strict=True):
-        where.add_row(host.name, host.group, host.public_ip, host.private_ip, state)
+    down = 0
+    for host, (state, ok) in zip(hosts, states, strict=True):
+        down += not ok
+        where.add_row(host.name, host.group, host.public_ip, host.private_ip,
+                      state if ok else f"[bold red]{state}[/]")
     console.print(where)
     if common.get("lb_public_ipv4"):
         print(f"load balancer {common['lb_public_ipv4']} (private {common.get('lb_private_ip')}): "
@@ -170,13 +182,18 @@ def main(argv: list[str] | None = None) -> int:
         reach.add_column(column)
     wrong = 0
     for probe, result in zip(probes, results, strict=True):
-        as_designed = (result == "open") == probe.expect_open
+        # a probe that could not run proves nothing: it counts as a surprise
+        as_designed = result in RESULTS and (result == "open") == probe.expect_open
         wrong += not as_designed
         reach.add_row(probe.source, f"{probe.target} {probe.address}", str(probe.port), probe.what, result,
                       "ok" if as_designed else "[bold red]UNEXPECTED[/]")
     console.print(reach)
+    if down:
+        print(f"{down} of {len(hosts)} hosts do not run their role's services (or cannot be reached)",
+              file=sys.stderr)
     if wrong:
-        print(f"{wrong} of {len(probes)} probes differ from the design", file=sys.stderr)
+        print(f"{wrong} of {len(probes)} probes differ from the design (or could not run)", file=sys.stderr)
+    if down or wrong:
         return 1
     print(f"all {len(probes)} probes as designed")
     return 0

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # What `--hosts nspawn` needs on a Debian 12 machine (root): debootstrap for the image template,
 # systemd-nspawn, nftables, apt-cacher-ng (the machines' only way to Debian packages), iproute2,
-# the ssh client, haproxy and openssl (load balancers, https certificates), e2fsprogs and xfsprogs (volumes), ping (probes in tests).
+# the ssh client, haproxy and openssl (load balancers, https certificates), e2fsprogs and xfsprogs (volumes), ping (probes in tests), kmod (modprobe br_netfilter where it is a module).
 # Idempotent and quiet: it installs only what is missing, with one `apt-get update`.
 set -euo pipefail
-packages=(debootstrap systemd-container nftables apt-cacher-ng iproute2 openssh-client haproxy openssl e2fsprogs xfsprogs iputils-ping)
+packages=(debootstrap systemd-container nftables apt-cacher-ng iproute2 openssh-client haproxy openssl e2fsprogs xfsprogs iputils-ping kmod)
 if [ "$(id -u)" != 0 ]; then
     echo "hosts-deps: not root; skipping (--hosts nspawn and the e2e tests need root)" >&2
     exit 0

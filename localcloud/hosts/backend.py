@@ -131,6 +131,7 @@ class Hosts:
                                 " is in it): real hosts cannot run here")
             for pool in self.unusable_pools:
                 log.warning("public pool %s overlaps this machine's own networks: not used", pool)
+            firewall.ensure_bridge_filtering()  # before any server: firewalls must never fail open
             network.ensure_public_bridge(self.usable_pools)
             self.proxy.start()
         except BaseException:
@@ -427,6 +428,11 @@ class Hosts:
             if a is not None and a.server_id != server_id:
                 raise HostError(f"volume {volume_id} is still attached to server {a.server_id}")
             if a is None:
+                if str(path) in vols.loop_devices().values():
+                    # detached while in use: the old file system lives on until its last file is
+                    # closed; a second loop device would mount the same disk twice and corrupt it
+                    raise HostError(f"volume {volume_id} is still in use where it was detached from (its file "
+                                    "system was busy): stop what uses it, or reboot that server, then attach again")
                 taken = {x.node for x in self.attachments.values() if x.server_id == server_id}
                 a = Attachment(volume_id, server_id, vols.setup_loop(path), vols.device_name(taken))
                 self.attachments[volume_id] = a
@@ -464,7 +470,7 @@ class Hosts:
                             server_id, volume_id, ", ".join(points) or "held by a process")
                 for point in points:
                     vols.lazy_unmount(pid, point)
-            self._release(a, pid, wait=0.5 if busy else 10)
+            self._release(a, pid, wait=5 if busy else 10)
 
     def _release(self, a: Attachment, pid: int | None, wait: float = 10) -> None:
         if pid is not None:

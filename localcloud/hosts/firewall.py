@@ -20,6 +20,7 @@ The whole table is replaced in one ``nft -f`` transaction on every change.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -126,13 +127,19 @@ def ruleset(guarded: Iterable[Guarded]) -> str:
 
 
 def ensure_bridge_filtering() -> None:
-    """Bridged traffic must reach the inet hooks; on by default wherever br_netfilter is."""
+    """Bridged traffic must reach the inet hooks: br_netfilter (built in, or loaded here), with
+    its sysctls at 1 (their default once it is there). Checked when real hosts start, so that
+    no firewall can silently fail open later."""
+    if not BRIDGE_NF_SYSCTLS[0].exists():
+        with contextlib.suppress(HostError):  # no modprobe: the check below says what is missing
+            run(["modprobe", "br_netfilter"], check=False)  # a module on stock Debian kernels
     for path in BRIDGE_NF_SYSCTLS:
         try:
             if path.read_text().strip() != "1":
                 path.write_text("1\n")
         except OSError as exc:
-            raise HostError(f"cloud firewalls need bridge netfilter ({path}): {exc}") from exc
+            raise HostError(f"cloud firewalls need bridge netfilter ({path}: {exc.strerror}); load it with "
+                            "`modprobe br_netfilter` (package kmod)") from exc
 
 
 def apply(guarded: Iterable[Guarded]) -> None:

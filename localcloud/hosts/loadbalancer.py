@@ -42,7 +42,6 @@ from pathlib import Path
 from localcloud.hosts import network
 from localcloud.hosts.system import (
     IFNAMSIZ,
-    PUBLIC_BRIDGE,
     RUN_DIR,
     HostError,
     forget_process,
@@ -86,12 +85,6 @@ def lb_dir(lb_id: int) -> Path:
     return LB_RUN_DIR / str(lb_id)
 
 
-def target_name(kind: str, ident: int | str, ip: str) -> str:
-    """HAProxy's name of a target (server lines, stats rows); the API looks health up by it.
-    Address included: one server can be a target by its public and by its private IP."""
-    return f"{kind}-{ident}-{ip}"
-
-
 # -- what the API wants -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class HealthCheck:
@@ -123,7 +116,7 @@ class Service:
 
 @dataclass(frozen=True)
 class Target:
-    name: str  # target_name(...)
+    name: str  # the API's target_name(...): health is looked up by it
     ip: str
 
 
@@ -352,28 +345,8 @@ def _make_netns(lb_id: int) -> None:
 
 
 def _set_public(lb_id: int, ipv4: str | None, ipv6: str | None, pools: Sequence[str]) -> None:
-    ns, host = netns(lb_id), public_veth(lb_id)
-    if network.link_exists(host):
-        run(["ip", "link", "del", host])
-    if ipv4 is None and ipv6 is None:
-        return
-    run(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns])
-    run(["ip", "link", "set", host, "alias", f"localcloud load balancer {lb_id} public"])
-    run(["ip", "link", "set", host, "master", PUBLIC_BRIDGE, "up"])
-    own = None
-    if ipv4 is not None:
-        own = next((p for p in pools if ipaddress.ip_address(ipv4) in ipaddress.ip_network(p)), None)
-        prefix = ipaddress.ip_network(own).prefixlen if own else 32
-        run(["ip", "-n", ns, "addr", "add", f"{ipv4}/{prefix}", "dev", "eth0"])
-    if ipv6 is not None:
-        run(["ip", "-n", ns, "addr", "add", f"{ipv6}/64", "dev", "eth0", "nodad"])
-    run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-    if ipv4 is not None:
-        for pool in pools:
-            if pool != own:  # no default route: the public pools are the whole "internet"
-                run(["ip", "-n", ns, "route", "replace", pool, "dev", "eth0", "scope", "link"])
-    if ipv6 is not None:
-        run(["ip", "-n", ns, "-6", "route", "replace", network.PUBLIC_IPV6, "dev", "eth0"])
+    network.plug_public(netns(lb_id), public_veth(lb_id), f"localcloud load balancer {lb_id} public", ipv4,
+                        f"{ipv6}/64" if ipv6 is not None else None, pools)
 
 
 def _attach(lb_id: int, nic: LbNic) -> None:
@@ -426,6 +399,7 @@ class Balancer:
             _make_netns(self.lb_id)
             self.public = (None, None)
         if (spec.ipv4, spec.ipv6) != self.public:
+            self.public = ("unknown", "unknown")  # half-made if this fails: the next apply redoes it
             _set_public(self.lb_id, spec.ipv4, spec.ipv6, pools)
             self.public = (spec.ipv4, spec.ipv6)
         wanted = {n.network_id: n for n in spec.private}

@@ -182,34 +182,43 @@ def delete_netns(server_id: int) -> None:
 
 
 # -- public network ------------------------------------------------------------------------
-def set_public(server_id: int, ipv4: str | None, ipv6_net: str | None,
-               pools: Iterable[str] = PUBLIC_POOLS) -> None:
-    """(Re)make eth0 on lc-pub with the server's public addresses (None: not enabled);
-    ``pools`` are the public pools in use (on-link, reachable)."""
+def plug_public(ns: str, host_link: str, alias: str, ipv4: str | None, ipv6_cidr: str | None,
+                pools: Iterable[str] = PUBLIC_POOLS) -> None:
+    """(Re)make ``eth0`` of namespace ``ns`` on lc-pub (host side ``host_link``) with these public
+    addresses (None: not enabled; both None: no public interface). No default route: the
+    public pools in use (``pools``) are on-link and are the whole internet."""
     pools = list(pools)
-    ns = netns_name(server_id)
-    host = f"lcp{server_id}"
-    if link_exists(host):
-        run(["ip", "link", "del", host])
-    if ipv4 is None and ipv6_net is None:
+    if link_exists(host_link):
+        run(["ip", "link", "del", host_link])
+    if ipv4 is None and ipv6_cidr is None:
         return
-    run(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns])
-    run(["ip", "link", "set", host, "alias", f"localcloud server {server_id} public"])
-    run(["ip", "link", "set", host, "master", PUBLIC_BRIDGE, "up"])
+    run(["ip", "link", "add", host_link, "type", "veth", "peer", "name", "eth0", "netns", ns])
+    run(["ip", "link", "set", host_link, "alias", alias])
+    run(["ip", "link", "set", host_link, "master", PUBLIC_BRIDGE, "up"])
+    own = None
     if ipv4 is not None:
         own = next((p for p in pools if ipaddress.ip_address(ipv4) in ipaddress.ip_network(p)), None)
         prefix = ipaddress.ip_network(own).prefixlen if own else 32
         run(["ip", "-n", ns, "addr", "add", f"{ipv4}/{prefix}", "dev", "eth0"])
-    if ipv6_net is not None:
-        net = ipaddress.ip_network(ipv6_net)
-        run(["ip", "-n", ns, "addr", "add", f"{net.network_address + 1}/{net.prefixlen}", "dev", "eth0", "nodad"])
+    if ipv6_cidr is not None:
+        run(["ip", "-n", ns, "addr", "add", ipv6_cidr, "dev", "eth0", "nodad"])
     run(["ip", "-n", ns, "link", "set", "eth0", "up"])
     if ipv4 is not None:
         for pool in pools:
-            if ipaddress.ip_address(ipv4) not in ipaddress.ip_network(pool):
+            if pool != own:
                 run(["ip", "-n", ns, "route", "replace", pool, "dev", "eth0", "scope", "link"])
-    if ipv6_net is not None:
+    if ipv6_cidr is not None:
         run(["ip", "-n", ns, "-6", "route", "replace", PUBLIC_IPV6, "dev", "eth0"])
+
+
+def set_public(server_id: int, ipv4: str | None, ipv6_net: str | None,
+               pools: Iterable[str] = PUBLIC_POOLS) -> None:
+    """A server's public interface: its primary IPv4 and the first address of its IPv6 /64."""
+    v6 = None
+    if ipv6_net is not None:
+        net = ipaddress.ip_network(ipv6_net)
+        v6 = f"{net.network_address + 1}/{net.prefixlen}"
+    plug_public(netns_name(server_id), f"lcp{server_id}", f"localcloud server {server_id} public", ipv4, v6, pools)
 
 
 # -- other hosts on the internet ------------------------------------------------------------
@@ -217,19 +226,11 @@ def add_internet_host(index: int, address: str, pools: Iterable[str] = PUBLIC_PO
     """A namespace on lc-pub at ``address``: another host on the internet (not this machine,
     not a server), from which tests and demos probe what the cloud firewalls let through.
     Returns the namespace's name (``ip netns exec <name> ...``)."""
-    ns, host = f"lc-inet{index}", f"lci{index}"
+    ns = f"lc-inet{index}"
     remove_internet_host(index)
     run(["ip", "netns", "add", ns])
     run(["ip", "-n", ns, "link", "set", "lo", "up"])
-    run(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns])
-    run(["ip", "link", "set", host, "master", PUBLIC_BRIDGE, "up"])
-    own = next((p for p in pools if ipaddress.ip_address(address) in ipaddress.ip_network(p)), None)
-    prefix = ipaddress.ip_network(own).prefixlen if own else 32
-    run(["ip", "-n", ns, "addr", "add", f"{address}/{prefix}", "dev", "eth0"])
-    run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-    for pool in pools:
-        if pool != own:
-            run(["ip", "-n", ns, "route", "replace", pool, "dev", "eth0", "scope", "link"])
+    plug_public(ns, f"lci{index}", f"localcloud internet host {index}", address, None, pools)
     return ns
 
 

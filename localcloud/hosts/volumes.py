@@ -91,8 +91,18 @@ def loop_devices() -> dict[str, str]:
             for d in json.loads(proc.stdout).get("loopdevices", [])}
 
 
+def prune_records() -> None:
+    """Forget recorded loop devices that are no longer over their file (a device detached while
+    in use is freed by the kernel later, when its file system is released)."""
+    devices = loop_devices()
+    for dev, back in recorded_loops().items():
+        if devices.get(dev) != back:
+            (LOOPS_DIR / Path(dev).name).unlink(missing_ok=True)
+
+
 def setup_loop(path: Path) -> str:
     """A new loop device over ``path`` (recorded as ours); its /dev path."""
+    prune_records()
     dev = run(["losetup", "--find", "--show", path]).stdout.strip()
     LOOPS_DIR.mkdir(parents=True, exist_ok=True)
     (LOOPS_DIR / Path(dev).name).write_text(f"{path}\n")
@@ -113,7 +123,9 @@ def free_loop(dev: str, path: Path, timeout: float = 10) -> None:
         while loop_devices().get(dev) == str(path) and time.monotonic() < deadline:
             time.sleep(0.05)
         if loop_devices().get(dev) == str(path):
+            # the record stays, so that cleanup still knows the device is ours
             log.warning("loop device %s (%s) is still in use: the kernel frees it when it is closed", dev, path)
+            return
     (LOOPS_DIR / Path(dev).name).unlink(missing_ok=True)
 
 

@@ -282,6 +282,20 @@ def test_volumes_are_block_devices_in_the_machines(client: Client, cloud: LocalC
     c.delete().wait_until_finished()
     assert client.volumes.get_by_id(volume.id).server is None and not ours()["loops"]
     volume.attach(a).wait_until_finished()
+    assert ssh(ssh_key, ip_a, f"mount {dev} /data; cat /data/file").stdout == "kept\n"
+    # a process holds a file open: the detach still pulls the disk, but the old file system lives
+    # on until the file is closed, so attaching the volume again must wait (never mounted twice)
+    ssh(ssh_key, ip_a, "systemd-run --unit holder sh -c 'exec 3</data/file; exec sleep 600'")
+    volume.detach().wait_until_finished()
+    with pytest.raises(ActionFailedException) as held:
+        volume.attach(a).wait_until_finished()
+    assert "still in use" in (held.value.action.error or {}).get("message", "")
+    ssh(ssh_key, ip_a, "systemctl stop holder")
+    deadline = time.monotonic() + 10
+    while str(cloud.state / "api" / "hosts" / "volumes") in " ".join(ours()["loops"]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    volume.attach(a).wait_until_finished()
     assert ssh(ssh_key, ip_a, f"mount {dev} /data; cat /data/file; umount /data").stdout == "kept\n"
     with pytest.raises(APIException):
         volume.delete()  # attached

@@ -83,7 +83,7 @@ def deployed() -> Iterator[Env]:
             first = env.pyinfra("-y")
             if first.returncode != 0:  # a package mirror hiccup through the proxy: the deploy is idempotent
                 first = env.pyinfra("-y")
-            assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+            assert first.returncode == 0, deploy_errors(first.stderr)
             assert "k3s skipped: no binary" in first.stdout + first.stderr
             yield env
         finally:
@@ -130,6 +130,14 @@ def test_the_data_services_refuse_everyone_else(deployed: Env) -> None:
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def deploy_errors(log: str) -> str:
+    """What went wrong in a pyinfra run: its error lines and their context, not the whole log."""
+    lines = [ANSI.sub("", line) for line in log.splitlines()]
+    keep = [i for i, line in enumerate(lines) if "Error" in line or "error" in line or "failed" in line.lower()]
+    picked = sorted({j for i in keep for j in range(max(0, i - 3), min(len(lines), i + 4))})
+    return "\n".join(lines[j] for j in picked)[-6000:] or log[-3000:]
 
 
 def changed_operations(log: str) -> list[str]:

@@ -7,7 +7,8 @@ the public bridge) and from the other server, publicly and over the private netw
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,15 @@ def _ping_from_ns(ns: str, ip: str) -> bool:
     return subprocess.run(["ip", "netns", "exec", ns, "ping", "-c1", "-W2", ip], capture_output=True).returncode == 0
 
 
+def _eventually(check: Callable[[], bool], timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
+
+
 def _wait(actions: list) -> None:  # type: ignore[type-arg]
     for action in actions:
         action.wait_until_finished()
@@ -116,9 +126,10 @@ def test_cloud_firewalls_filter_the_public_interface(client: Client, ssh_key: Pa
         assert _open_from_server(ssh_key, db_ip, app_private, 22)
         assert not _ping_from_ns(probe, db_ip)  # ICMP is no longer allowed in
 
-        # the label selector follows labels: db-1 leaves it, nothing filters it any more
+        # the label selector follows labels: db-1 leaves it, nothing filters it any more (no action
+        # to wait for: the filters follow within moments)
         db.update(labels={"role": "none"})
-        assert _open_from_ns(probe, db_ip, 22) and _ping_from_ns(probe, db_ip)
+        assert _eventually(lambda: _open_from_ns(probe, db_ip, 22) and _ping_from_ns(probe, db_ip))
 
         # applied to a server directly, then removed
         _wait(fw.apply_to_resources([FirewallResource(type="server", server=app)]))
