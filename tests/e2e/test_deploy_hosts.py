@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,8 @@ def deployed() -> Iterator[Env]:
             for _ in range(2):  # a package mirror hiccup through the proxy: the deploy is idempotent
                 if first.returncode == 0:
                     break
-                print("deploy failed, trying again:\n" + deploy_errors(first.stderr))  # shown in CI's log
+                # a warning: pytest shows it in the summary even when the retry succeeds
+                warnings.warn("deploy failed, trying again:\n" + deploy_errors(first.stderr), stacklevel=1)
                 time.sleep(30)
                 first = env.pyinfra("-y")
             assert first.returncode == 0, deploy_errors(first.stderr)
