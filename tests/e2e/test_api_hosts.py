@@ -59,6 +59,16 @@ def start_with_hosts(state: Path, timeout: float = 900) -> LocalCloud:
         raise
 
 
+def stop_with_hosts(lc: LocalCloud) -> None:
+    """SIGTERM: localcloud powers its machines off and removes what it made; killed after 90 s."""
+    lc.proc.terminate()
+    try:
+        lc.proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        lc.proc.kill()
+        lc.proc.wait()
+
+
 def _wait_started(proc: subprocess.Popen[bytes], state: Path, args: list[str], port_file: Path, log: Path,
                   timeout: float) -> LocalCloud:
     deadline = time.monotonic() + timeout
@@ -85,12 +95,7 @@ def cloud(workdir: Path) -> Iterator[LocalCloud]:
     try:
         yield lc
     finally:
-        lc.proc.terminate()
-        try:
-            lc.proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            lc.proc.kill()
-            lc.proc.wait()
+        stop_with_hosts(lc)
         assert "machines powered off" in lc.log.read_text()
         assert_nothing_left()
 

@@ -3,7 +3,6 @@ start boots them again (user_data ran once, the data is still there)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from hcloud.server_types import ServerType
 
 from tests.conftest import TOKEN
 from tests.e2e.conftest import assert_nothing_left, ssh
-from tests.e2e.test_api_hosts import start_with_hosts
+from tests.e2e.test_api_hosts import start_with_hosts, stop_with_hosts
 
 pytestmark = pytest.mark.e2e
 
@@ -49,10 +48,5 @@ def test_restart_keeps_the_machines(workdir: Path, ssh_key: Path) -> None:
         assert again[:1] == ["Hello, world!"] and again[1] != first[1]  # runcmd ran once; a new boot
         server.delete().wait_until_finished()
     finally:
-        lc.proc.terminate()
-        try:
-            lc.proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            lc.proc.kill()
-            lc.proc.wait()
+        stop_with_hosts(lc)
     assert_nothing_left()

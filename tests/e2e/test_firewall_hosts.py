@@ -20,7 +20,7 @@ from localcloud.hosts import firewall as cloud_firewall
 from localcloud.hosts import network
 from tests.conftest import TOKEN, LocalCloud
 from tests.e2e.conftest import assert_nothing_left, ssh
-from tests.e2e.test_api_hosts import create, start_with_hosts
+from tests.e2e.test_api_hosts import create, start_with_hosts, stop_with_hosts
 
 pytestmark = pytest.mark.e2e
 ADMIN = "198.51.100.1/32"  # this machine, on the public bridge
@@ -32,12 +32,7 @@ def cloud(workdir: Path) -> Iterator[LocalCloud]:
     try:
         yield lc
     finally:
-        lc.proc.terminate()
-        try:
-            lc.proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            lc.proc.kill()
-            lc.proc.wait()
+        stop_with_hosts(lc)
         assert_nothing_left()
 
 

@@ -34,7 +34,7 @@ from hcloud.ssh_keys import BoundSSHKey
 
 from tests.conftest import TOKEN, LocalCloud
 from tests.e2e.conftest import assert_nothing_left, ssh
-from tests.e2e.test_api_hosts import start_with_hosts
+from tests.e2e.test_api_hosts import start_with_hosts, stop_with_hosts
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
@@ -77,14 +77,8 @@ def cloud(workdir: Path) -> Iterator[Running]:
     try:
         yield running
     finally:
-        running.lc.proc.terminate()
-        try:
-            running.lc.proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            running.lc.proc.kill()
-            running.lc.proc.wait()
+        stop_with_hosts(running.lc)
         assert_nothing_left()
-        assert haproxies() == [], "HAProxy processes left behind"
 
 
 def haproxies() -> list[int]:
