@@ -234,6 +234,7 @@ class Hosts:
             raise
         self.machines[sid] = machine
         self.specs[sid] = spec
+        self._write_volume_table(sid)  # a kept disk's table is stale: its volumes are attached again
         return machine
 
     def _usable(self, ipv4: str | None) -> str | None:
@@ -442,6 +443,7 @@ class Hosts:
                     if fstype is None:
                         raise HostError(f"volume {volume_id} has no file system to mount (create it with a format)")
                     vols.add_fstab(m.merged, volume_id, fstype)
+                self._write_volume_table(server_id)
                 pid = m.init_pid() if m.running() else None
                 if pid is not None:
                     vols.expose(pid, volume_id, a.node, a.loop)
@@ -477,10 +479,22 @@ class Hosts:
             vols.unexpose(pid, a.volume_id, a.node)
         vols.free_loop(a.loop, self.volume_file(a.volume_id), timeout=wait)
         self.attachments.pop(a.volume_id, None)
+        self._write_volume_table(a.server_id)
+
+    def _write_volume_table(self, server_id: int) -> None:
+        """The machine's attached volumes on its disk: its boot makes their devices and mounts
+        them before any service starts, as a VM finds its disks at boot on Hetzner."""
+        m = self.machines.get(server_id)
+        if m is None or not m.mounted():
+            return
+        with self._volumes:
+            vols.write_table(m.merged, [(a.node, a.loop, a.volume_id) for a in self.attachments.values()
+                                        if a.server_id == server_id])
 
     def _expose_all(self, server_id: int) -> None:
-        """After every boot: the machine's /dev is new, so its volumes are shown again (and their
-        fstab entries mounted)."""
+        """After every boot, for machines from images older than localcloud-volumes.service (the
+        image makes the devices itself, earlier): the machine's /dev is new, so its volumes are
+        shown again (and their fstab entries mounted)."""
         m = self.machines.get(server_id)
         if m is None:
             return

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcloud.hosts import cloudinit
+from localcloud.hosts import cloudinit, volumes
 from localcloud.hosts.system import HostError, log, run
 
 RECIPE_VERSION = 1
@@ -59,7 +59,17 @@ def suite_of(image_name: str | None) -> tuple[str, str]:
 def recipe(suite: str, proxy_url: str) -> dict[str, object]:
     return {"version": RECIPE_VERSION, "suite": suite, "packages": list(PACKAGES), "ssh_dropin": SSH_DROPIN,
             "masked": list(MASKED_UNITS), "proxy": proxy_url, "sources": sources(suite),
-            "files": {k: hashlib.sha256(v[0].encode()).hexdigest() for k, v in cloudinit.TEMPLATE_FILES.items()}}
+            "files": {k: hashlib.sha256(v[0].encode()).hexdigest() for k, v in image_files().items()},
+            "links": image_links()}
+
+
+def image_files() -> dict[str, tuple[str, int]]:
+    """localcloud's own files in the image (cloud-init's stand-in, the volumes at boot)."""
+    return {**cloudinit.TEMPLATE_FILES, **volumes.TEMPLATE_FILES}
+
+
+def image_links() -> dict[str, str]:
+    return {**cloudinit.TEMPLATE_LINKS, **volumes.TEMPLATE_LINKS}
 
 
 @dataclass(frozen=True)
@@ -132,12 +142,12 @@ def _tweak(root: Path, suite: str, proxy_url: str) -> None:
     (root / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
     (root / "etc/apt/sources.list.d/debian.sources").write_text(sources(suite))
     (root / "etc/apt/apt.conf.d/01localcloud-proxy").write_text(cloudinit.apt_proxy_conf(proxy_url))
-    for rel, (text, mode) in cloudinit.TEMPLATE_FILES.items():
+    for rel, (text, mode) in image_files().items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         path.chmod(mode)
-    for rel, target in cloudinit.TEMPLATE_LINKS.items():
+    for rel, target in image_links().items():
         link = root / rel
         link.parent.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)

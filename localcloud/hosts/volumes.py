@@ -3,8 +3,11 @@ and inside the machine a block device node (sdb, sdc, ... as on Hetzner) with th
 ``/dev/disk/by-id/scsi-0HC_Volume_<id>``.
 
 udev does not run in a container and systemd ignores fstab's device entries there, so the
-node and the link are made by hand (``nsenter -a``: ``mknod`` needs every namespace) each
-time the machine boots, and fstab entries on the by-id link are mounted by hand too.
+node and the link are made by hand: while the machine runs, from here (``nsenter -a``:
+``mknod`` needs every namespace); at boot, by ``localcloud-volumes.service`` in the image,
+from the table that localcloud keeps on the machine's disk (``VOLUME_TABLE``), before
+systemd mounts local file systems. So, as on Hetzner, an attached volume is there when the
+machine boots and its fstab entries are mounted before any service starts.
 
 Loop devices are kernel objects that outlive localcloud: every one we set up is recorded
 in /run/localcloud/loops/<loopN> (its backing file) so that cleanup after a killed run frees
@@ -176,6 +179,66 @@ def free_ours(data_dir: Path | None) -> list[str]:
 
 
 # -- inside the machine ----------------------------------------------------------------------
+VOLUME_TABLE = "var/lib/localcloud/volumes"  # on the machine's disk: "<node> <major> <minor> <volume id>" lines
+BOOT_SCRIPT = """#!/bin/sh
+# localcloud: attached volumes as block devices with Hetzner's by-id links (udev's job on a
+# VM), then the fstab entries on devices mounted (systemd's fstab generator skips them in a
+# container), before local-fs.target: services that need a volume find it mounted.
+mkdir -p /dev/disk/by-id
+if [ -r /@TABLE@ ]; then
+    while read -r node major minor id; do
+        [ -n "$id" ] || continue
+        rm -f "/dev/$node"
+        mknod -m660 "/dev/$node" b "$major" "$minor" && chgrp disk "/dev/$node" 2>/dev/null
+        ln -sfn "../../$node" "/dev/disk/by-id/scsi-0HC_Volume_$id"
+    done < /@TABLE@
+fi
+status=0
+while read -r what where fstype options rest; do
+    case "$what" in /dev/*) ;; *) continue ;; esac
+    case "$fstype,$options" in swap,*|*noauto*) continue ;; esac
+    [ "$where" != / ] && [ -e "$what" ] || continue
+    mountpoint -q "$where" && continue
+    mkdir -p "$where"
+    mount "$where" || { echo "localcloud-volumes: could not mount $where" >&2; status=1; }
+done < /etc/fstab
+exit $status
+""".replace("@TABLE@", VOLUME_TABLE)
+BOOT_UNIT = """[Unit]
+Description=localcloud: attached volumes and their fstab mounts (udev's job on Hetzner)
+DefaultDependencies=no
+Before=local-fs-pre.target local-fs.target
+Wants=local-fs-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/lib/localcloud/volumes.sh
+"""
+# what the image carries for this (template.py installs them)
+TEMPLATE_FILES: dict[str, tuple[str, int]] = {
+    "usr/local/lib/localcloud/volumes.sh": (BOOT_SCRIPT, 0o755),
+    "etc/systemd/system/localcloud-volumes.service": (BOOT_UNIT, 0o644),
+}
+TEMPLATE_LINKS: dict[str, str] = {
+    "etc/systemd/system/local-fs.target.wants/localcloud-volumes.service":
+        "/etc/systemd/system/localcloud-volumes.service",
+}
+
+
+def write_table(root: Path, attached: list[tuple[str, str, int]]) -> None:
+    """The machine's volumes (device name, loop device, volume id) on its disk, for its next boot."""
+    lines = []
+    for node, dev, volume_id in sorted(attached):
+        major, minor = dev_numbers(dev)
+        lines.append(f"{node} {major} {minor} {volume_id}\n")
+    path = root / VOLUME_TABLE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(lines))
+    tmp.replace(path)
+
+
 def _nsenter(pid: int, script: str) -> None:
     run(["nsenter", "-t", str(pid), "-a", "--", "sh", "-c", script], timeout=60)
 

@@ -58,3 +58,17 @@ class PostgresPasswordVerifier(FactBase[str]):
 
     def process(self, output: list[str]) -> str:
         return output[0].strip() if output else ""
+
+
+class PostgresNames(FactBase[list[str]]):
+    """Role or database names (``catalog``: pg_roles or pg_database), or None while the server
+    is not running: the fact must not abort a deploy whose own first step starts it."""
+
+    def command(self, catalog: str) -> str:
+        column = {"pg_roles": "rolname", "pg_database": "datname"}[catalog]
+        return (f"runuser -u postgres -- psql -tAq -c 'SELECT {column} FROM {catalog}' 2>/dev/null "
+                "|| echo __not_running__")
+
+    def process(self, output: list[str]) -> Any:
+        names = [line.strip() for line in output if line.strip()]
+        return None if "__not_running__" in names else names

@@ -16,14 +16,13 @@ from pathlib import Path
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
-from pyinfra.facts.postgres import PostgresDatabases, PostgresRoles
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, postgres, server, systemd
 
 from nornos_infra import secrets as env_secrets
 from nornos_infra.kube.generated import DB_APPS
 from nornos_infra.roles import scram, sizing
-from nornos_infra.roles.facts import FilesystemType, MemoryMb, PostgresPasswordVerifier
+from nornos_infra.roles.facts import FilesystemType, MemoryMb, PostgresNames, PostgresPasswordVerifier
 from nornos_infra.roles.ops import apt_update
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
@@ -33,6 +32,9 @@ DATA_DIR = f"{MOUNT}/pgdata"
 # one role and one database per app, both named after it (least privilege between apps)
 APPS = tuple(app.replace("-", "_") for app in DB_APPS)
 CONF_DIR = f"/etc/postgresql/{PG_VERSION}/main"
+SERVICE = f"postgresql@{PG_VERSION}-main"
+# systemd's name for the mount unit of MOUNT (systemd-escape --path --suffix=mount)
+MOUNT_UNIT = "mnt-postgres\\x2ddata.mount"
 
 
 def hba_entries(k3s_nodes: list[str]) -> list[str]:
@@ -88,25 +90,43 @@ def postgresql() -> None:
     hba = files.template(name="pg_hba: the k3s nodes only", src=str(TEMPLATES / "pg_hba.conf.j2"),
                          dest=f"{CONF_DIR}/pg_hba.conf", user="postgres", group="postgres", mode="640",
                          apps=APPS, sources=hba_entries(nodes))
-    systemd.service(name="PostgreSQL running", service=f"postgresql@{PG_VERSION}-main", running=True,
-                    enabled=True)
+    files.put(name="Start only on the mounted volume (check)", src=str(TEMPLATES / "nornos-require-mount"),
+              dest="/usr/local/sbin/nornos-require-mount", mode="755")
+    unit = files.template(name="PostgreSQL waits for its volume and restarts on failure",
+                          src=str(TEMPLATES / "postgresql-volume.conf.j2"),
+                          dest=f"/etc/systemd/system/{SERVICE}.service.d/50-nornos-volume.conf",
+                          create_remote_dir=True, mode="644", mount=MOUNT, mount_unit=MOUNT_UNIT,
+                          status_file="/var/lib/nornos/volume.status.postgresql")
+    systemd.daemon_reload(name="systemd: read the PostgreSQL drop-in", _if=unit.did_change)
+    systemd.service(name="PostgreSQL running", service=SERVICE, running=True, enabled=True)
     # listen_addresses needs a restart; _if, because restarted=conf.did_change is always truthy
-    systemd.service(name="PostgreSQL: restart on new settings", service=f"postgresql@{PG_VERSION}-main",
-                    restarted=True, _if=conf.did_change)
-    systemd.service(name="PostgreSQL: reload pg_hba", service=f"postgresql@{PG_VERSION}-main", reloaded=True,
+    systemd.service(name="PostgreSQL: restart on new settings", service=SERVICE, restarted=True,
+                    _if=conf.did_change)
+    systemd.service(name="PostgreSQL: reload pg_hba", service=SERVICE, reloaded=True,
                     _if=lambda: hba.did_change() and not conf.did_change())
 
-    roles = host.get_fact(PostgresRoles, _su_user="postgres") or {}
-    databases = host.get_fact(PostgresDatabases, _su_user="postgres") or {}
+    # read before this run's operations execute: None when the server is stopped now (after a
+    # reboot without its volume, say); the operation above starts it, and the statements
+    # below then check on the host instead (they show as changes in that run only)
+    roles = host.get_fact(PostgresNames, catalog="pg_roles")
+    databases = host.get_fact(PostgresNames, catalog="pg_database")
     for app in APPS:
         password = values[f"db_password_{app}"]
-        if app not in roles:
+        if roles is None:
+            postgres.sql(name=f"Create role {app} (if missing)", _su_user="postgres",
+                         sql=f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{app}') "
+                             f"THEN CREATE ROLE {app} LOGIN; END IF; END$$")
+        elif app not in roles:
             postgres.sql(name=f"Create role {app}", sql=f"CREATE ROLE {app} LOGIN", _su_user="postgres")
-        stored = host.get_fact(PostgresPasswordVerifier, role=app)
+        stored = host.get_fact(PostgresPasswordVerifier, role=app) if roles is not None else ""
         if not scram.matches(password, stored):
             postgres.sql(name=f"Set the password of {app} (SCRAM verifier only)", _su_user="postgres",
                          sql=f"ALTER ROLE {app} PASSWORD '{scram.verifier(password)}'")
-        if app not in databases:
+        if databases is None:
+            server.shell(name=f"Create database {app} (if missing)", commands=[
+                f"runuser -u postgres -- psql -tAc \"SELECT 1 FROM pg_database WHERE datname = '{app}'\" "
+                f"| grep -q 1 || runuser -u postgres -- createdb --owner={app} {app}"])
+        elif app not in databases:
             postgres.sql(name=f"Create database {app}", sql=f"CREATE DATABASE {app} OWNER {app}",
                          _su_user="postgres")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -265,10 +266,18 @@ def test_volumes_are_block_devices_in_the_machines(client: Client, cloud: LocalC
     volume.resize(12).wait_until_finished()
     assert ssh(ssh_key, ip_b, f"blockdev --getsize64 {dev}").stdout.strip() == str(12 << 30)
 
+    # as on Hetzner, an attached volume is there when the machine boots: a service ordered like
+    # any data service (after local-fs.target) finds its fstab mount in place
+    probe = ("[Unit]\nAfter=local-fs.target\n[Service]\nType=oneshot\nExecStart=/bin/sh -c "
+             f"'mountpoint -q {mnt} && echo mounted > /root/at-boot || echo missing > /root/at-boot'\n"
+             "[Install]\nWantedBy=multi-user.target\n")
+    ssh(ssh_key, ip_b, f"printf %s {shlex.quote(probe)} > /etc/systemd/system/probe.service && "
+                       "systemctl enable -q probe.service")
     before = boot_id(ssh_key, ip_b)
     b.reboot().wait_until_finished()
     assert boot_id(ssh_key, ip_b) != before
     assert ssh(ssh_key, ip_b, f"readlink {dev}; cat {mnt}/file").stdout.split() == ["../../sdb", "kept"]
+    assert ssh(ssh_key, ip_b, "cat /root/at-boot").stdout.strip() == "mounted"
 
     # server create with volumes (xfs, automount); a second volume on b is sdc
     location = Location(name=a.location.name)  # by name: the spec types it a string

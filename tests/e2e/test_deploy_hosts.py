@@ -24,12 +24,14 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from hcloud import Client
 
 from nornos_infra import secrets
 from nornos_infra.admin_key import ensure_keypair
+from nornos_infra.roles.postgres import PG_VERSION
 from tests.conftest import TOKEN, LocalCloud
 from tests.e2e.conftest import assert_nothing_left, ssh
-from tests.e2e.test_api_hosts import start_with_hosts
+from tests.e2e.test_api_hosts import start_with_hosts, stop_with_hosts
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,9 +73,8 @@ class Env:
 def deployed() -> Iterator[Env]:
     with tempfile.TemporaryDirectory(prefix="deploy-hosts-") as tmp:
         work = Path(tmp)
-        lc = start_with_hosts(work / "lc")
+        env = Env(start_with_hosts(work / "lc"), work)
         try:
-            env = Env(lc, work)
             public_key = ensure_keypair(env.key)
             data: dict[str, Any] = yaml.safe_load((ROOT / "environments" / "dev.yaml").read_text())
             data["ssh_keys"] = [{"name": "admin", "public_key_file": str(public_key)}]
@@ -96,7 +97,7 @@ def deployed() -> Iterator[Env]:
         finally:
             for key in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR"):
                 os.environ.pop(key, None)
-            lc.stop()
+            env.lc.stop()  # the power-cycle test starts a new localcloud on the same state
             assert_nothing_left()
 
 
@@ -316,6 +317,179 @@ def test_k3s_install_path_with_a_stand_in_binary(deployed: Env) -> None:
         assert deployed.on(node, "dpkg-query -W -f '${Status}' cryptsetup") == "install ok installed"
     again = subprocess.run(k3s, env=deployed.vars, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 0 and not changed_operations(again.stderr)
+
+
+# -- every host comes back by itself: reboot, power cycle, reset, a stopped database ----------
+K3S_NODES = ("nornos-dev-control-plane-1", "nornos-dev-workers-1", "nornos-dev-agents-1")
+REDIS = "nornos-dev-redis-1"
+ROLE_HOSTS = ("nornos-dev-control-plane-1", "nornos-dev-workers-1", PG, REDIS)
+
+
+def _client(env: Env) -> Client:
+    return Client(token=TOKEN, api_endpoint=env.lc.endpoint, poll_interval=0.2, poll_max_retries=3000)
+
+
+def _boot_id(env: Env, name: str) -> str:
+    proc = ssh(env.key, env.host(name)["ssh_hostname"], "cat /proc/sys/kernel/random/boot_id", check=False,
+               timeout=15)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def _services(env: Env, name: str) -> list[str]:
+    """What the roles installed on the host and enabled (k3s only where it was installed)."""
+    wanted = ["ssh", "cron", "nftables"]
+    wanted += {PG: [f"postgresql@{PG_VERSION}-main"], REDIS: ["redis-server"]}.get(name, [])
+    if name in K3S_NODES and env.on(name, "systemctl cat k3s >/dev/null 2>&1 && echo yes || echo no") == "yes":
+        wanted.append("k3s")
+    return wanted
+
+
+def _back_and_healthy(env: Env, name: str, old_boot: str, timeout: float = 180) -> None:
+    """The host booted again (a new boot id), finished booting, and every service a role installed
+    is enabled, active, and nothing failed; with no deploy in between."""
+    deadline = time.monotonic() + timeout
+    while (boot := _boot_id(env, name)) in ("", old_boot):
+        assert time.monotonic() < deadline, f"{name} did not come back within {timeout:.0f} s"
+        time.sleep(1)
+    state = env.on(name, "systemctl is-system-running --wait || true")
+    services = _services(env, name)
+    states = env.on(name, f"systemctl is-enabled {' '.join(services)}; systemctl is-active {' '.join(services)}")
+    failed = env.on(name, "systemctl --failed --no-legend --plain")
+    assert states.split() == ["enabled"] * len(services) + ["active"] * len(services) and state == "running", \
+        f"{name} after boot {boot}: {state}; {dict(zip(services, states.split()[len(services):], strict=False))}; " \
+        f"failed: {failed}; journal: " + env.on(name, "journalctl -b -p err --no-pager -n 20 || true")
+
+
+def _reachability_as_designed(env: Env) -> None:
+    cmd = [sys.executable, "-m", "nornos_infra.reachability", str(env.work / "inv" / "dev.py"),
+           "--key", str(env.key), "--ssh-option", "StrictHostKeyChecking=no",
+           "--ssh-option", "UserKnownHostsFile=/dev/null"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0 and "probes as designed" in proc.stdout, proc.stdout[-3000:] + proc.stderr
+
+
+def _psql(env: Env, sql: str) -> str:
+    return env.on(PG, f"runuser -u postgres -- psql -d patient_app -v ON_ERROR_STOP=1 -tAc \"{sql}\"")
+
+
+@pytest.fixture(scope="module")
+def rows_before_reboots(deployed: Env) -> str:
+    _psql(deployed, "create table if not exists reboot_check (id int primary key, note text); "
+                    "insert into reboot_check select i, md5(i::text) from generate_series(1, 2000) i "
+                    "on conflict do nothing")
+    return _psql(deployed, "select count(*) || ':' || md5(string_agg(note, ',' order by id)) from reboot_check")
+
+
+def test_every_role_comes_back_after_a_reboot(deployed: Env, rows_before_reboots: str) -> None:
+    client = _client(deployed)
+    for name in ROLE_HOSTS:
+        server = client.servers.get_by_name(name)
+        assert server is not None
+        old = _boot_id(deployed, name)
+        server.reboot().wait_until_finished()
+        _back_and_healthy(deployed, name, old)
+        assert _psql(deployed, "select count(*) || ':' || md5(string_agg(note, ',' order by id)) "
+                               "from reboot_check") == rows_before_reboots
+        _reachability_as_designed(deployed)
+    # PostgreSQL waited for its volume: its data directory is on the volume, not the root disk
+    assert deployed.on(PG, "findmnt -n -o FSTYPE,TARGET --target /mnt/postgres-data/pgdata") == \
+        "ext4 /mnt/postgres-data"
+
+
+def test_every_host_comes_back_after_a_power_cycle(deployed: Env, rows_before_reboots: str) -> None:
+    """localcloud stopped (every machine powered off) and started again on the same state."""
+    names = [n for group in ("k3s_servers", "k3s_agents", "postgres", "redis")
+             for n, _ in runpy.run_path(str(deployed.work / "inv" / "dev.py"))[group][0]]
+    boots = {name: _boot_id(deployed, name) for name in names}
+    stop_with_hosts(deployed.lc)
+    deployed.lc = start_with_hosts(deployed.work / "lc")
+    deployed.vars["HCLOUD_ENDPOINT"] = deployed.lc.endpoint
+    for name in names:
+        _back_and_healthy(deployed, name, boots[name], timeout=300)
+    assert _psql(deployed, "select count(*) || ':' || md5(string_agg(note, ',' order by id)) "
+                           "from reboot_check") == rows_before_reboots
+    _reachability_as_designed(deployed)
+
+
+def test_committed_rows_survive_a_reset_during_writes(deployed: Env) -> None:
+    """A writer commits rows one by one and prints each id once its commit returned; the host's
+    power is cut (API reset) mid-stream. Every acknowledged row is there after crash recovery.
+    localcloud's reset kills every process of the machine at once; the host kernel's page
+    cache survives it, so this proves PostgreSQL's recovery from a crash, not from lost disk caches."""
+    _psql(deployed, "create table if not exists reset_check (id int primary key)")
+    writer = ["ssh", "-i", str(deployed.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
+              "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=2", "-o",
+              "ServerAliveCountMax=3", f"root@{deployed.host(PG)['ssh_hostname']}",
+              "seq 1 1000000 | sed 's/.*/insert into reset_check values (&) returning id;/' | "
+              "runuser -u postgres -- psql -d patient_app -qtA"]
+    acked: list[int] = []
+    proc = subprocess.Popen(writer, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip().isdigit():
+                acked.append(int(line))
+
+    import threading
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    while len(acked) < 300:
+        assert time.monotonic() < deadline and proc.poll() is None, f"the writer stalled at {len(acked)} rows"
+        time.sleep(0.1)
+    old = _boot_id(deployed, PG)
+    server = _client(deployed).servers.get_by_name(PG)
+    assert server is not None
+    server.reset().wait_until_finished()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    reader.join(timeout=10)
+    _back_and_healthy(deployed, PG, old)
+    last = max(acked)
+    assert acked == list(range(1, last + 1))
+    present = int(_psql(deployed, f"select count(*) from reset_check where id <= {last}"))
+    assert present == last, f"{last - present} of {last} acknowledged rows lost in the reset"
+
+
+def test_postgresql_never_starts_without_its_volume_and_returns_with_it(deployed: Env) -> None:
+    client = _client(deployed)
+    server = client.servers.get_by_name(PG)
+    volume = client.volumes.get_by_name("nornos-dev-postgres-data")
+    assert server is not None and volume is not None
+    server.power_off().wait_until_finished()
+    volume.detach().wait_until_finished()
+    server.power_on().wait_until_finished()
+    deadline = time.monotonic() + 120
+    while deployed.on(PG, "systemctl is-system-running --wait || true") not in ("running", "degraded"):
+        assert time.monotonic() < deadline
+    assert deployed.on(PG, f"systemctl is-active postgresql@{PG_VERSION}-main || true") != "active"
+    assert deployed.on(PG, "mountpoint -q /mnt/postgres-data && echo mounted || echo empty") == "empty"
+    assert deployed.on(PG, "cut -d' ' -f1 /var/lib/nornos/volume.status.postgresql") == "missing"
+    assert "its volume /mnt/postgres-data is not mounted" in deployed.on(
+        PG, "journalctl -b -t nornos-volume --no-pager")
+    assert deployed.on(PG, "ls -A /mnt/postgres-data | wc -l") == "0"  # nothing written beside the data
+    run = _as_cron(deployed, "nornos-backup")
+    assert run.returncode != 0 and deployed.on(PG, "ls -A /mnt/postgres-data | wc -l") == "0"
+    volume.attach(server).wait_until_finished()
+    deadline = time.monotonic() + 120  # the unit's own retries start it once the volume is mounted
+    while deployed.on(PG, f"systemctl is-active postgresql@{PG_VERSION}-main || true") != "active":
+        assert time.monotonic() < deadline, deployed.on(PG, "journalctl -b -u postgresql@15-main -n 20 --no-pager")
+        time.sleep(2)
+    assert deployed.on(PG, "cut -d' ' -f1 /var/lib/nornos/volume.status.postgresql") == "ok"
+    assert _psql(deployed, "select count(*) from reboot_check") == "2000"
+
+
+def test_a_deploy_starts_a_stopped_postgresql(deployed: Env) -> None:
+    deployed.on(PG, f"systemctl stop postgresql@{PG_VERSION}-main")
+    run = deployed.pyinfra("-y")
+    assert run.returncode == 0, deploy_errors(run.stderr)
+    assert deployed.on(PG, f"systemctl is-active postgresql@{PG_VERSION}-main") == "active"
+    again = deployed.pyinfra("-y")  # after all of the above, nothing left to change
+    assert again.returncode == 0 and not changed_operations(again.stderr), changed_operations(again.stderr)
 
 
 def test_destroy_after_a_deploy(deployed: Env) -> None:
