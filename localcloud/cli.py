@@ -88,8 +88,12 @@ fault document (--faults JSON or --faults @file.json, or PUT /_localcloud/faults
    "latency": [{"method": "*", "path": "/servers*", "seconds": 0.2}],
    "drops":   [{"method": "GET", "path": "/actions*", "rate": 0.1}],
    "actions": {"create_server": 0.5},
-   "unavailable": [{"server_type": "cx23", "location": "fsn1"}]}
+   "unavailable": [{"server_type": "cx23", "location": "fsn1"}],
+   "apt":     [{"fault": "error", "rate": 0.1, "status": 503}, {"fault": "cut", "rate": 0.1},
+               {"fault": "stall", "rate": 0.05, "seconds": 30, "path": "*.deb"}]}
   path is a glob below /v1, rate a probability (default 1), times how often a rule fires.
+  apt rules (--hosts nspawn) act on the machines' requests to the apt proxy; path is a glob
+  on the URL path; the first rule that fires wins.
 
 examples:
   python -m localcloud serve                                  # port 8700, in memory
@@ -105,7 +109,8 @@ real hosts (--hosts nspawn; root on Linux; scripts/hosts-deps.sh installs what i
   SSH keys go to root; user_data (#cloud-config: ssh_authorized_keys, write_files,
   packages, package_update/upgrade, runcmd, hostname; or a #! script) runs on first boot,
   other keys are ignored and named in /var/log/cloud-init-output.log. Packages come
-  through apt-cacher-ng on 198.51.100.1:3142; there is no route to the outside. Images:
+  through the apt proxy on 198.51.100.1:3142 (apt-cacher-ng behind a forwarder that
+  serializes index requests and injects the "apt" faults); there is no route outside. Images:
   debian-11/12/13 are debootstrapped once into --hosts-cache (other system images boot
   debian-12); snapshots copy the machine's disk. Start removes leftovers of a killed
   run; SIGTERM powers the machines off cleanly. One such localcloud per machine.
@@ -245,6 +250,8 @@ def _start_hosts(cloud: object, cache: Path) -> str | None:
     assert isinstance(cloud, Cloud)
     state = cloud.settings.state_dir
     hosts = Hosts(data_dir=state / "hosts" if state is not None else DEFAULT_DATA, cache_dir=cache)
+    hosts.proxy.faults = lambda: cloud.faults.apt  # read per request: PUT /_localcloud/faults applies at once
+    hosts.proxy.seed = cloud.settings.seed
     try:
         hosts.start(keep_disks=state is not None)
         print(f"localcloud: real hosts: public bridge lc-pub ({', '.join(hosts.usable_pools)}), apt proxy "

@@ -9,7 +9,10 @@ read or replaced at run time through ``/_localcloud/faults``::
       "drops":   [{"method": "GET", "path": "/actions*", "rate": 0.1},
                   {"method": "POST", "path": "/servers", "times": 1, "after": true}],
       "actions": {"create_server": 0.5},
-      "unavailable": [{"server_type": "cx23", "location": "fsn1"}]
+      "unavailable": [{"server_type": "cx23", "location": "fsn1"}],
+      "apt":     [{"fault": "error", "rate": 0.1, "status": 503},
+                  {"fault": "cut", "rate": 0.1, "path": "*.deb"},
+                  {"fault": "stall", "rate": 0.05, "seconds": 30}]
     }
 
 ``path`` is a glob on the path below /v1; ``rate`` is a probability (default 1);
@@ -17,6 +20,13 @@ read or replaced at run time through ``/_localcloud/faults``::
 A drop closes the connection before the request is handled (nothing happened); with
 ``"after": true`` it closes it after the request was handled and committed, so the reply
 is lost but the change was made (a create the client must find and adopt).
+
+``apt`` rules act on the machines' requests to the apt proxy (``--hosts nspawn``, see
+``localcloud/hosts/aptfront.py``), never on localcloud's own (the template build). They are
+tried in order and the first that fires wins: ``error`` answers ``status`` (5xx, default
+503) without asking the mirror, ``stall`` answers nothing for ``seconds`` (default 30) and
+closes, ``cut`` sends the headers and part of the body, then resets the connection. ``path``
+is a glob on the requested URL's path (``/debian/dists/bookworm/InRelease``).
 """
 
 from __future__ import annotations
@@ -59,6 +69,32 @@ class Rule:
         return True
 
 
+APT_FAULTS = ("error", "stall", "cut")
+
+
+@dataclass
+class AptRule:
+    """A fault of the apt proxy: a share of the machines' package requests fail."""
+
+    fault: str = "error"
+    path: str = "*"
+    rate: float = 1.0
+    times: int | None = None
+    status: int = 503  # error only
+    seconds: float = 30.0  # stall only
+    fired: int = 0
+
+    def applies(self, path: str, rng: random.Random) -> bool:
+        if not fnmatch.fnmatchcase(path, self.path):
+            return False
+        if self.times is not None and self.fired >= self.times:
+            return False
+        if self.rate < 1.0 and rng.random() >= self.rate:
+            return False
+        self.fired += 1
+        return True
+
+
 @dataclass
 class Faults:
     errors: list[Rule] = field(default_factory=list)
@@ -66,6 +102,7 @@ class Faults:
     drops: list[Rule] = field(default_factory=list)
     actions: dict[str, float] = field(default_factory=dict)
     unavailable: list[dict[str, str]] = field(default_factory=list)
+    apt: list[AptRule] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +111,7 @@ class Faults:
             "drops": [_rule_json(r, "after") for r in self.drops],
             "actions": dict(self.actions),
             "unavailable": list(self.unavailable),
+            "apt": [_apt_json(r) for r in self.apt],
         }
 
     def is_unavailable(self, kind: str, name: str, location: str) -> bool:
@@ -86,6 +124,12 @@ def _rule_json(rule: Rule, extra: str | None) -> dict[str, Any]:
     if extra:
         keep.add(extra)
     return {k: v for k, v in data.items() if k in keep}
+
+
+def _apt_json(rule: AptRule) -> dict[str, Any]:
+    data = asdict(rule)
+    extra = {"error": "status", "stall": "seconds"}.get(rule.fault)
+    return {k: v for k, v in data.items() if k in {"fault", "path", "rate", "times", "fired"} or k == extra}
 
 
 def parse(spec: str | dict[str, Any] | None) -> Faults:
@@ -108,7 +152,7 @@ def parse(spec: str | dict[str, Any] | None) -> Faults:
         data = spec
     if not isinstance(data, dict):
         raise FaultSpecError("faults must be a JSON object")
-    unknown = set(data) - {"errors", "latency", "drops", "actions", "unavailable"}
+    unknown = set(data) - {"errors", "latency", "drops", "actions", "unavailable", "apt"}
     if unknown:
         raise FaultSpecError(f"unknown fault kinds: {', '.join(sorted(unknown))}")
     faults = Faults(
@@ -117,6 +161,7 @@ def parse(spec: str | dict[str, Any] | None) -> Faults:
         drops=[_rule(r, "drops") for r in _list(data, "drops")],
         actions=_actions(data.get("actions")),
         unavailable=[_unavailable(u) for u in _list(data, "unavailable")],
+        apt=[_apt_rule(r) for r in _list(data, "apt")],
     )
     for rule in faults.errors:
         if rule.code not in STATUS_BY_CODE:
@@ -190,4 +235,35 @@ def _rule(raw: Any, kind: str) -> Rule:
         raise FaultSpecError("latency rules need seconds")
     if kind == "errors" and not rule.code:
         raise FaultSpecError("errors rules need a code")
+    return rule
+
+
+def _apt_rule(raw: Any) -> AptRule:
+    if not isinstance(raw, dict):
+        raise FaultSpecError("each apt rule must be an object")
+    unknown = set(raw) - {"fault", "path", "rate", "times", "status", "seconds", "fired"}
+    if unknown:
+        raise FaultSpecError(f"unknown keys in apt rule: {', '.join(sorted(unknown))}")
+    if raw.get("fault") not in APT_FAULTS:
+        raise FaultSpecError(f"apt rules need a fault: one of {', '.join(APT_FAULTS)}")
+    try:
+        rule = AptRule(
+            fault=str(raw["fault"]),
+            path=str(raw.get("path", "*")),
+            rate=float(raw.get("rate", 1.0)),
+            times=None if raw.get("times") is None else int(raw["times"]),
+            status=int(raw.get("status", 503)),
+            seconds=float(raw.get("seconds", 30.0)),
+            fired=int(raw.get("fired", 0)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise FaultSpecError(f"bad value in apt rule: {exc}") from exc
+    if not 0.0 <= rule.rate <= 1.0:
+        raise FaultSpecError("rate must be between 0 and 1 in apt rule")
+    if not 500 <= rule.status <= 599:
+        raise FaultSpecError("status must be a 5xx code in apt rule")
+    if not 0.0 <= rule.seconds <= 3600.0:
+        raise FaultSpecError("seconds must be between 0 and 3600 in apt rule")
+    if rule.fired < 0 or (rule.times is not None and rule.times < 0):
+        raise FaultSpecError("times and fired must be 0 or more in apt rule")
     return rule

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
-from pyinfra.operations import apt, files
+from pyinfra.operations import files
 
 from nornos_infra import secrets as env_secrets
-from nornos_infra.roles.ops import apt_update, secret_file
+from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 BACKUP_DIR = "/mnt/postgres-data/backups"
@@ -47,7 +47,7 @@ def _common(role: str) -> None:
     loaded = env_secrets.load(env)
     values = {k: loaded[k] for k in loaded}
     apt_update(name="Update apt lists", cache_time=6 * 3600)
-    apt.packages(name="Backup tools (age, rclone)", packages=["age", "rclone", "curl"], _retries=3)
+    apt_packages(name="Backup tools (age, rclone)", packages=["age", "rclone", "curl"])
     files.directory(name="Backup settings directory", path="/etc/nornos", mode="700")
     files.directory(name="Backup status directory", path="/var/lib/nornos", mode="755")
     secret_file(name="Backup settings (secrets)", path="/etc/nornos/backup.env",

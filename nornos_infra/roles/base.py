@@ -14,10 +14,10 @@ from pathlib import Path
 from pyinfra import logger
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import files, server, systemd
 
 from nornos_infra.roles.facts import InContainer
-from nornos_infra.roles.ops import apt_update
+from nornos_infra.roles.ops import apt_packages, apt_update
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 
@@ -46,7 +46,7 @@ def base() -> None:
     in_container = host.get_fact(InContainer)
     server.hostname(name="Set the hostname", hostname=host.name)
     apt_update(name="Update apt lists", cache_time=6 * 3600)
-    apt.packages(name="Install base packages", packages=PACKAGES, _retries=3)
+    apt_packages(name="Install base packages", packages=PACKAGES)
 
     files.put(name="Unattended security upgrades", src=str(TEMPLATES / "20auto-upgrades"),
               dest="/etc/apt/apt.conf.d/20auto-upgrades", mode="644")

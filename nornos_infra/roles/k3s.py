@@ -30,11 +30,11 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.facts.files import Sha256File
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import files, server, systemd
 
 from nornos_infra import secrets as env_secrets
 from nornos_infra.kube.versions import K3S_VERSION
-from nornos_infra.roles.ops import apt_update, secret_file
+from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 BINARY = "/usr/local/bin/k3s"
@@ -129,7 +129,7 @@ def _install_binary(source: str) -> Any:
 def _k3s(role: str) -> None:
     # the CSI driver's default StorageClass is LUKS-encrypted: the node opens the volumes
     apt_update(name="Update apt lists", cache_time=6 * 3600)
-    apt.packages(name="cryptsetup (encrypted volumes)", packages=["cryptsetup"], _retries=3)
+    apt_packages(name="cryptsetup (encrypted volumes)", packages=["cryptsetup"])
     source = binary_source()
     if source is None:
         logger.warning(f"{host.name}: k3s skipped: no binary (the hosts are offline; set k3s_binary_path to an "

@@ -1,21 +1,22 @@
 """Operations pyinfra lacks: a secret file whose content never appears in ``--diff`` or logs;
-an apt update that cannot hang a deploy."""
+apt updates and installs that converge through mirror and proxy faults (``apt_update``,
+``apt_packages``; the shell they run is in ``nornos_infra/roles/aptsh.py``)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Generator
-from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from typing import Any
 
 from pyinfra.api.command import FileUploadCommand, StringCommand
+from pyinfra.api.facts import FactBase
 from pyinfra.api.operation import operation
 from pyinfra.context import host
+from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File, Sha256File
-from pyinfra.facts.server import Date
 
-APT_UPDATE_STAMP = "/var/lib/apt/periodic/update-success-stamp"  # where pyinfra's apt.update keeps it
+from nornos_infra.roles import aptsh
 
 
 @operation()
@@ -36,25 +37,51 @@ def secret_file(path: str, content: str, mode: str = "600", user: str = "root",
         yield StringCommand("chmod", mode, path)
 
 
-@operation(is_idempotent=False)
-def apt_update(cache_time: int = 6 * 3600, timeout: int = 120, attempts: int = 4) -> Generator[Any, None, None]:
-    """``apt-get update`` unless it ran within ``cache_time`` seconds (as apt.update does), but
-    bounded: an attempt that takes longer than ``timeout`` seconds is killed and retried.
+class AptLists(FactBase[dict[str, Any]]):
+    """How old the update stamp is (seconds, None without one) and which Packages indexes or
+    Release files of the configured sources are missing from /var/lib/apt/lists."""
 
-    apt has no overall deadline; a mirror or proxy that cuts a transfer in the wrong place can
-    leave apt-get waiting for ever (seen through apt-cacher-ng), and with it the whole deploy.
+    def command(self) -> str:
+        return aptsh.lists_fact()
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        return aptsh.parse_lists_fact(output)
+
+
+def _who() -> str:
+    """'<host>: <operation name>' for the scripts' messages (pyinfra interleaves hosts' output)."""
+    meta = host.state.get_op_meta(host.current_op_hash) if host.current_op_hash else None
+    names = ", ".join(sorted(meta.names)) if meta is not None and meta.names else "apt"
+    return f"{host.name}: {names}"
+
+
+@operation(is_idempotent=False)
+def apt_update(cache_time: int = 6 * 3600, timeout: int = 120, attempts: int = 10) -> Generator[Any, None, None]:
+    """``apt-get update`` unless it succeeded within ``cache_time`` seconds AND every index the
+    sources name is there (the stamp alone is never trusted: it once stood over broken lists).
+
+    A failed fetch fails the update (``APT::Update::Error-Mode=any``); the lists are checked
+    after it; the stamp is written only after both, removed after a failure; up to
+    ``attempts`` tries of at most ``timeout`` seconds each (a stalled proxy cannot hang it).
     """
-    info = host.get_fact(File, path=APT_UPDATE_STAMP)
-    date = host.get_fact(Date)
-    stamp = info.get("mtime") if info else None
-    if stamp is not None and date is not None:
-        # both as naive UTC, as pyinfra's apt.update compares them
-        now = datetime.fromtimestamp(date.timestamp(), UTC).replace(tzinfo=None)
-        if stamp > now - timedelta(seconds=cache_time):
-            host.noop("apt lists are fresh")
-            return
-    yield StringCommand(
-        f"for attempt in $(seq {attempts}); do timeout -k 10 {timeout} apt-get update -q && exit 0;"
-        f" echo \"apt-get update: attempt $attempt of {attempts} failed\" >&2; sleep 5; done; exit 1")
-    yield StringCommand("mkdir", "-p", "/var/lib/apt/periodic")
-    yield StringCommand("touch", APT_UPDATE_STAMP)
+    state = host.get_fact(AptLists) or {}
+    age = state.get("age")
+    if age is not None and age < cache_time and not state.get("missing"):
+        host.noop("apt lists are fresh")
+        return
+    yield StringCommand(aptsh.update_script(_who(), cache_time, timeout, attempts))
+
+
+@operation()
+def apt_packages(packages: list[str], timeout: int = 900, attempts: int = 10,
+                 update_attempts: int = 10) -> Generator[Any, None, None]:
+    """``apt-get install`` of the packages not installed yet, retried within a budget: lock
+    waits and failed downloads are tried again; "no installation candidate" refreshes the lists
+    once (``apt_update``'s way) and tries again; anything else fails at once, with apt's words.
+    """
+    installed = host.get_fact(DebPackages) or {}
+    missing = [p for p in packages if p not in installed]
+    if not missing:
+        host.noop(f"installed: {', '.join(packages)}")
+        return
+    yield StringCommand(aptsh.install_script(_who(), missing, timeout, attempts, update_attempts))

@@ -14,12 +14,12 @@ from pathlib import Path
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import files, systemd
 
 from nornos_infra import secrets as env_secrets
 from nornos_infra.roles import sizing
 from nornos_infra.roles.facts import MemoryMb
-from nornos_infra.roles.ops import apt_update, secret_file
+from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 APP_USER = "nornos_app"
@@ -43,7 +43,7 @@ def redis() -> None:
         raise OperationError(f"{host.name}: the inventory has no private_ip; run provision.py")
     values = env_secrets.load(str(host.data.get("env")))
     apt_update(name="Update apt lists", cache_time=6 * 3600)
-    apt.packages(name="Install Redis", packages=["redis-server", "redis-tools"], _retries=3)
+    apt_packages(name="Install Redis", packages=["redis-server", "redis-tools"])
     memory = sizing.effective_mb(host.get_fact(MemoryMb), host.data.get("memory_mb"))
     conf = files.template(name="Redis settings", src=str(TEMPLATES / "redis.conf.j2"), dest="/etc/redis/redis.conf",
                           user="redis", group="redis", mode="640", private_ip=private_ip,

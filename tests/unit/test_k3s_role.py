@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,7 +115,9 @@ def test_offline_without_a_binary_is_one_notice(tmp_path: Path) -> None:
     assert "k3s skipped: no binary" in result["_log"]
     for name, host in result.items():
         if name != "_log":
-            assert not host["files"] and not any("k3s" in c for c in host["commands"])
+            # the cryptsetup install names its operation ("k3s server | cryptsetup ...") in its messages
+            commands = [re.sub(r"nornos_who='[^']*'", "", c) for c in host["commands"]]
+            assert not host["files"] and not any("k3s" in c for c in commands)
 
 
 def test_an_air_gapped_binary_is_uploaded(tmp_path: Path) -> None:
