@@ -37,15 +37,16 @@ runcmd:
 """
 
 
-def start_with_hosts(state: Path, timeout: float = 900) -> LocalCloud:
-    """localcloud serve --hosts nspawn (the template may be built first: about a minute)."""
+def start_with_hosts(state: Path, timeout: float = 900, extra: tuple[str, ...] = ()) -> LocalCloud:
+    """localcloud serve --hosts nspawn (the template may be built first: about a minute);
+    ``extra``: more serve arguments, e.g. ("--faults", json.dumps({"apt": [...]}))."""
     state.mkdir(parents=True, exist_ok=True)
     port_file = state / "port.json"
     port_file.unlink(missing_ok=True)
     log = state / "localcloud.log"
     args = [sys.executable, "-m", "localcloud", "serve", "--port", "0", "--state", str(state / "api"),
             "--token", TOKEN, "--readonly-token", READONLY_TOKEN, "--port-file", str(port_file),
-            "--hosts", "nspawn", "--time-scale", "0.2"]
+            "--hosts", "nspawn", "--time-scale", "0.2", *extra]
     with log.open("ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
     try:
