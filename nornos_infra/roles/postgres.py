@@ -17,13 +17,13 @@ from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, files, postgres, server, systemd
+from pyinfra.operations import files, postgres, server, systemd
 
 from nornos_infra import secrets as env_secrets
 from nornos_infra.kube.generated import DB_APPS
 from nornos_infra.roles import scram, sizing
 from nornos_infra.roles.facts import FilesystemType, MemoryMb, PostgresNames, PostgresPasswordVerifier
-from nornos_infra.roles.ops import apt_update
+from nornos_infra.roles.ops import apt_packages, apt_update
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 PG_VERSION = "15"  # Debian 12's PostgreSQL
@@ -50,7 +50,7 @@ def postgresql() -> None:
     values = env_secrets.load(str(host.data.get("env")))
 
     apt_update(name="Update apt lists", cache_time=6 * 3600)
-    apt.packages(name="Install PostgreSQL", packages=[f"postgresql-{PG_VERSION}", "postgresql-client"], _retries=3)
+    apt_packages(name="Install PostgreSQL", packages=[f"postgresql-{PG_VERSION}", "postgresql-client"])
 
     filesystem = host.get_fact(FilesystemType, device=device)
     if filesystem is None:
