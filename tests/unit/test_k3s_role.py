@@ -6,6 +6,7 @@ binary (tests/e2e)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -27,7 +28,29 @@ K3S_OPTIONS = {"token-file", "node-ip", "flannel-iface", "kubelet-arg", "node-la
                "write-kubeconfig-mode", "kube-apiserver-arg", "cluster-init", "server"}
 
 
-def run_fake(tmp_path: Path, offline: bool = False, binary: Path | None = None) -> dict[str, Any]:
+def ip_addr(*entries: tuple[str, str]) -> str:
+    """What ``ip -o -4 addr show`` prints on a Hetzner server: loopback, public, then the given (iface, address)."""
+    lines = ["1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever",
+             "2: eth0    inet 198.51.100.9/32 metric 100 scope global dynamic eth0\\       valid_lft 86313sec"]
+    for n, (iface, address) in enumerate(entries, start=3):
+        lines.append(f"{n}: {iface}    inet {address}/32 brd {address} scope global dynamic {iface}\\       "
+                     "valid_lft 86313sec preferred_lft 86313sec")
+    return "\n".join(lines) + "\n"
+
+
+# Each node's interfaces, with decoys: an address that starts with another node's (10.0.1.1 vs 10.0.1.10)
+# and the private address of a neighbour on another interface name.
+INTERFACES = {
+    "cp-1": ip_addr(("enp7s0", "10.0.1.1"), ("enp8s0", "10.0.1.10")),
+    "cp-2": ip_addr(("ens10", "10.0.1.2"), ("enp7s0", "110.0.1.2")),
+    "ag-1": ip_addr(("enp9s0", "10.0.1.3")),
+}
+
+
+def run_fake(tmp_path: Path, offline: bool = False, binary: Path | None = None, expect_ok: bool = True,
+             hosts: dict[str, dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    """Run the k3s roles against pyinfra's @fake hosts; ``hosts`` adds data per host, ``extra`` goes to
+    the harness (k3s_sha256). With expect_ok=False the failed run's output is returned as {"_log": ...}."""
     env = {**os.environ, "SOPS_AGE_KEY_FILE": str(tmp_path / "age.txt"),
            "NORNOS_SECRETS_DIR": str(tmp_path / "secrets")}
     os.environ.update({k: env[k] for k in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR")})
@@ -38,18 +61,26 @@ def run_fake(tmp_path: Path, offline: bool = False, binary: Path | None = None) 
         for k in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR"):
             os.environ.pop(k, None)
     common: dict[str, Any] = {"env": "dev", "offline": offline, "lb_public_ipv4": "203.0.113.254",
-                              "lb_private_ip": "10.0.1.254", "lb_service_ports": [80, 443],
-                              "fake_responses": {"ip -o -4 addr show": "enp7s0"}}
+                              "lb_private_ip": "10.0.1.254", "lb_service_ports": [80, 443]}
     if binary is not None:
         common["k3s_binary_path"] = str(binary)
-    spec = {"common": common, "hosts": {
-        "k3s_servers": [["cp-1", {"private_ip": "10.0.1.1", "public_ipv4": "198.51.100.2", "pool": "cp"}],
-                        ["cp-2", {"private_ip": "10.0.1.2", "public_ipv4": "198.51.100.3", "pool": "cp"}]],
-        "k3s_agents": [["ag-1", {"private_ip": "10.0.1.3", "public_ipv4": "198.51.100.4", "pool": "agents",
-                                 "k3s_taints": ["nornos.io/agents=true:NoSchedule"]}]],
+    data = {
+        "cp-1": {"private_ip": "10.0.1.1", "public_ipv4": "198.51.100.2", "pool": "cp"},
+        "cp-2": {"private_ip": "10.0.1.2", "public_ipv4": "198.51.100.3", "pool": "cp"},
+        "ag-1": {"private_ip": "10.0.1.3", "public_ipv4": "198.51.100.4", "pool": "agents",
+                 "k3s_taints": ["nornos.io/agents=true:NoSchedule"]},
+    }
+    for name in data:
+        data[name] = {"fake_ip_addr": INTERFACES[name], **data[name], **(hosts or {}).get(name, {})}
+    spec = {"common": common, **extra, "hosts": {
+        "k3s_servers": [["cp-1", data["cp-1"]], ["cp-2", data["cp-2"]]],
+        "k3s_agents": [["ag-1", data["ag-1"]]],
     }}
     proc = subprocess.run([sys.executable, "-m", "tests.unit.helpers.fake_deploy"], input=json.dumps(spec),
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    if not expect_ok:
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        return {"_log": proc.stdout + proc.stderr}
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(out for out in proc.stdout.splitlines() if out.startswith("JSON:"))
     result: dict[str, Any] = json.loads(line[5:])
@@ -72,12 +103,49 @@ def test_first_server_inits_the_cluster(online: dict[str, Any]) -> None:
     assert set(config) <= K3S_OPTIONS
     assert config["cluster-init"] is True and "server" not in config
     assert config["node-ip"] == "10.0.1.1" and config["advertise-address"] == "10.0.1.1"
-    assert config["flannel-iface"] == "enp7s0"
+    assert config["flannel-iface"] == "enp7s0"  # found by the role's own command (not 10.0.1.10's enp8s0)
     assert config["disable-cloud-controller"] is True and "cloud-provider=external" in config["kubelet-arg"]
     assert "servicelb" in config["disable"] and config["secrets-encryption"] is True
     assert {"203.0.113.254", "10.0.1.254", "198.51.100.2", "10.0.1.1"} <= set(config["tls-san"])
     assert config["token-file"] == "/etc/rancher/k3s/token"
-    assert "restricted" in online["cp-1"]["files"]["/etc/rancher/k3s/psa.yaml"]
+    # the kubeconfig holds cluster-admin credentials: readable by root only
+    assert config["write-kubeconfig-mode"] == "0600"
+    # Pod Security restricted by default: the API server reads the admission config the role uploads
+    psa_arg = "admission-control-config-file=/etc/rancher/k3s/psa.yaml"
+    assert psa_arg in config["kube-apiserver-arg"]
+    assert "/etc/rancher/k3s/psa.yaml" in online["cp-1"]["files"]
+
+
+@pytest.mark.parametrize("host", ["cp-1", "cp-2"])
+def test_servers_get_the_pod_security_admission_config(online: dict[str, Any], host: str) -> None:
+    psa = yaml.safe_load(online[host]["files"]["/etc/rancher/k3s/psa.yaml"])
+    assert (psa["apiVersion"], psa["kind"]) == ("apiserver.config.k8s.io/v1", "AdmissionConfiguration")
+    plugin, = psa["plugins"]
+    assert plugin["name"] == "PodSecurity"
+    conf = plugin["configuration"]
+    assert (conf["apiVersion"], conf["kind"]) == ("pod-security.admission.config.k8s.io/v1", "PodSecurityConfiguration")
+    assert conf["defaults"] == {"enforce": "restricted", "enforce-version": "latest", "audit": "restricted",
+                                "audit-version": "latest", "warn": "restricted", "warn-version": "latest"}
+    assert conf["exemptions"] == {"usernames": [], "runtimeClasses": [], "namespaces": ["kube-system"]}
+    config = config_of(online, host)
+    assert "admission-control-config-file=/etc/rancher/k3s/psa.yaml" in config["kube-apiserver-arg"]
+    assert int(config["write-kubeconfig-mode"], 8) & 0o077 == 0
+
+
+def test_agents_get_no_server_settings(online: dict[str, Any]) -> None:
+    assert "/etc/rancher/k3s/psa.yaml" not in online["ag-1"]["files"]
+    agent = config_of(online, "ag-1")
+    assert not {"kube-apiserver-arg", "write-kubeconfig-mode", "secrets-encryption"} & set(agent)
+
+
+def test_each_node_uses_the_interface_that_holds_its_private_address(online: dict[str, Any]) -> None:
+    assert {h: config_of(online, h)["flannel-iface"] for h in ("cp-1", "cp-2", "ag-1")} == {
+        "cp-1": "enp7s0", "cp-2": "ens10", "ag-1": "enp9s0"}
+
+
+def test_no_interface_with_the_private_address_stops_that_node(tmp_path: Path) -> None:
+    result = run_fake(tmp_path, expect_ok=False, hosts={"ag-1": {"fake_ip_addr": ip_addr(("enp7s0", "10.0.1.33"))}})
+    assert "ag-1: no interface holds the private address 10.0.1.3" in result["_log"]
 
 
 def test_other_nodes_join_the_first_server(online: dict[str, Any]) -> None:
@@ -108,6 +176,44 @@ def test_the_token_never_shows_in_commands(online: dict[str, Any], tmp_path: Pat
         if name != "_log":
             assert token not in "\n".join(host["commands"])
     assert token not in online["_log"]
+
+
+INSTALLED = {"/usr/local/bin/k3s --version": f"k3s version {K3S_VERSION} (0123abcd)",
+             "sha256sum /usr/local/bin/k3s": "ab" * 32 + "  /usr/local/bin/k3s"}
+
+
+def test_the_pinned_version_already_installed_is_not_downloaded_again(tmp_path: Path) -> None:
+    result = run_fake(tmp_path, hosts={"cp-1": {"fake_responses": INSTALLED}})
+    assert not any("curl" in c or "install -m 755 k3s" in c for c in result["cp-1"]["commands"])
+    assert any("curl" in c for c in result["cp-2"]["commands"])  # the others still get it
+    # another version installed: replaced by the pinned one
+    older = {**INSTALLED, "/usr/local/bin/k3s --version": "k3s version v1.33.1+k3s1 (fedcba98)"}
+    result = run_fake(tmp_path, hosts={"cp-1": {"fake_responses": older}})
+    commands = "\n".join(result["cp-1"]["commands"])
+    assert "install -m 755 k3s /usr/local/bin/k3s" in commands and "sha256sum -c -" in commands
+
+
+def test_a_pinned_checksum_is_checked_instead_of_the_release_file(tmp_path: Path) -> None:
+    pinned = "cd" * 32
+    result = run_fake(tmp_path, k3s_sha256=pinned)
+    commands = "\n".join(result["cp-1"]["commands"])
+    assert f"echo '{pinned}  k3s' | sha256sum -c -" in commands
+    assert "sha256sum-amd64.txt" not in commands
+
+
+def test_an_air_gapped_binary_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    result = run_fake(tmp_path, offline=True, binary=tmp_path / "no-such-k3s", expect_ok=False)
+    assert f"k3s_binary_path {tmp_path / 'no-such-k3s'} is not a file" in result["_log"]
+
+
+def test_an_air_gapped_binary_with_the_wrong_checksum_is_an_error(tmp_path: Path) -> None:
+    binary = tmp_path / "k3s"
+    binary.write_bytes(b"\x7fELF not the release")
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()
+    result = run_fake(tmp_path, offline=True, binary=binary, expect_ok=False, k3s_sha256="ef" * 32)
+    assert f"sha256 {digest} is not the pinned {K3S_VERSION} checksum {'ef' * 32}" in result["_log"]
+    ok = run_fake(tmp_path, offline=True, binary=binary, k3s_sha256=digest)
+    assert ok["cp-1"]["files"]["/usr/local/bin/k3s"].startswith("\x7fELF")
 
 
 def test_offline_without_a_binary_is_one_notice(tmp_path: Path) -> None:

@@ -3,21 +3,31 @@
 Used by tests in a child process (pyinfra's CLI parts patch the interpreter). Input on
 stdin: {"hosts": {group: [[name, data], ...]}, "common": {...}, "roles": ["k3s"]}.
 Output: {host: {"commands": [...], "files": {remote path: content}}}.
+
+A host's ``fake_ip_addr`` (the text ``ip -o -4 addr show`` prints there) makes the role's
+interface detection run for real: its command goes to a local shell where ``ip`` prints that
+text, so the role's own pipeline (awk and all) picks the interface, not a canned answer.
+``k3s_sha256`` in the input pins the k3s checksum (nornos_infra.roles.k3s.K3S_SHA256["amd64"]).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from io import IOBase
 from typing import Any
 
+import pyinfra
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all
-from pyinfra.api.deploy import add_deploy
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import StateStage
 from pyinfra.connectors.fake import FakeConnector
+from pyinfra.connectors.util import CommandOutput, OutputLine
+from pyinfra.context import ctx_host, ctx_state
 
 UPLOADS: dict[str, dict[str, str]] = {}
 
@@ -35,9 +45,32 @@ def recording_put_file(self: FakeConnector, filename_or_io: Any, remote_filename
     return True
 
 
+_fake_lookup = FakeConnector._lookup_response
+
+
+def lookup_response(self: FakeConnector, command_str: str) -> tuple[bool, CommandOutput]:
+    listing = self.host.data.get("fake_ip_addr")
+    if listing is None or not command_str.startswith("ip "):
+        return _fake_lookup(self, command_str)
+    with tempfile.TemporaryDirectory(prefix="fake-ip-") as bindir:
+        ip = os.path.join(bindir, "ip")
+        with open(ip, "w") as handle:
+            handle.write('#!/bin/sh\n[ "$*" = "-o -4 addr show" ] || exit 2\nprintf %s "$FAKE_IP_ADDR"\n')
+        os.chmod(ip, 0o755)
+        proc = subprocess.run(["sh", "-c", command_str], capture_output=True, text=True, timeout=10,
+                              env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_IP_ADDR": listing})
+    lines = [OutputLine("stdout", line) for line in proc.stdout.splitlines()]
+    lines += [OutputLine("stderr", line) for line in proc.stderr.splitlines()]
+    return proc.returncode == 0, CommandOutput(lines)
+
+
 def main() -> None:
     spec = json.load(sys.stdin)
+    # operations are matched across hosts by where they are called, as `pyinfra` (the CLI) does: in API
+    # mode they are matched by count, and a node that skips one (k3s already installed) breaks the run
+    pyinfra.is_cli = True
     FakeConnector.put_file = recording_put_file  # type: ignore[method-assign]
+    FakeConnector._lookup_response = lookup_response  # type: ignore[method-assign]
     groups = {g: ([(f"@fake/{n}", d) for n, d in members], {}) for g, members in spec["hosts"].items()}
     everyone = [h for members in groups.values() for h in members[0]]
     common = {"fake_delay": 0, "fake_delay_jitter": 0, **spec["common"]}
@@ -48,6 +81,9 @@ def main() -> None:
     state.set_stage(StateStage.Prepare)
     from nornos_infra.roles import k3s
 
+    if spec.get("k3s_sha256"):
+        k3s.K3S_SHA256["amd64"] = spec["k3s_sha256"]
+
     def deploy_all() -> None:
         from pyinfra.context import host
 
@@ -56,7 +92,11 @@ def main() -> None:
         if "k3s_agents" in host.groups:
             k3s.k3s_agent()
 
-    add_deploy(state, deploy_all)
+    # what add_deploy does, as the CLI runs a deploy file on each host
+    with ctx_state.use(state):
+        for deploy_host in state.inventory.get_active_hosts():
+            with ctx_host.use(deploy_host):
+                deploy_all()
     state.set_stage(StateStage.Execute)
     run_ops(state)
     out = {h.name.removeprefix("@fake/"): {"commands": list(h.connector.executed_commands),
