@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, task
+
+if TYPE_CHECKING:
+    from localcloud.control import Running
 
 ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent  # the venv's tools, whatever PATH says
@@ -29,10 +33,11 @@ def lc_up(c: Context, port: int = 8700, profile: str = "fast", time_scale: float
         ["--faults", faults] if faults else [])
     try:
         running = control.up(STATE, port=port, extra=extra)
-    except RuntimeError as exc:
+        env = _localcloud_vars(running)
+    except (RuntimeError, OSError) as exc:
         sys.exit(f"localcloud.up: {exc}")
     print(f"localcloud is serving {running.endpoint} (pid {running.pid}, state {STATE})")
-    print(f"  export HCLOUD_ENDPOINT={running.endpoint} HCLOUD_TOKEN={running.token}")
+    print("  export " + " ".join(f"{k}={v}" for k, v in env.items()))
 
 
 @task
@@ -56,19 +61,34 @@ def lc_status(c: Context) -> None:
           f"resources {', '.join(f'{k} {v}' for k, v in stats['resources'].items() if v)}")
 
 
-def _localcloud_env(c: Context, real_hosts: bool = False) -> dict[str, str]:
-    """Start localcloud unless you point at a cloud of your own (with real machines when asked
-    and possible here), and make the admin key; return the env vars."""
-    from localcloud import control
-    from localcloud.hosts.system import why_unsupported
+OVERRIDES = STATE / "overrides.yaml"
+
+
+def _localcloud_vars(running: Running) -> dict[str, str]:
+    """Write localcloud's own values (its admin key and address, the demo's secrets in
+    .localcloud/) to .localcloud/overrides.yaml; the env vars that point provision.py at them."""
+    from localcloud import tour
+    from nornos_infra import overrides
     from nornos_infra.admin_key import ensure_keypair
 
-    ensure_keypair(STATE / "ssh" / "id_ed25519")
+    key = STATE / "ssh" / "id_ed25519"
+    ensure_keypair(key)
+    address = str(tour.side(running.endpoint, "health").get("admin_address") or "198.51.100.1")
+    overrides.write(OVERRIDES, overrides.for_localcloud(running.endpoint, address, key.resolve(),
+                                                        (STATE / "secrets").resolve(), (STATE / "age.txt").resolve()))
+    return {**running.env, overrides.ENV_VAR: str(OVERRIDES.resolve())}
+
+
+def _localcloud_env(c: Context, real_hosts: bool = False) -> dict[str, str]:
+    """Start localcloud unless you point at a cloud of your own (with real machines when asked
+    and possible here); return the env vars for provision.py."""
+    from localcloud import control
+    from localcloud.hosts.system import why_unsupported
+
     if _real_cloud():
         return {}
     nspawn = real_hosts and why_unsupported() is None
-    running = control.up(STATE, extra=["--hosts", "nspawn"] if nspawn else [])
-    return running.env
+    return _localcloud_vars(control.up(STATE, extra=["--hosts", "nspawn"] if nspawn else []))
 
 
 def _provision(c: Context, env: str, *flags: str, real_hosts: bool = False) -> None:
@@ -97,31 +117,26 @@ def destroy(c: Context, env: str = "dev", force: bool = False) -> None:
     _provision(c, env, "--destroy", *(["--force"] if force else []))
 
 
-LOCALCLOUD_SSH = ["--data", "ssh_strict_host_key_checking=off", "--data", "ssh_known_hosts_file=/dev/null"]
-
-
 def _real_cloud() -> bool:
     """HCLOUD_TOKEN or HCLOUD_ENDPOINT set: the tasks use that cloud and never start localcloud."""
     return bool(os.environ.get("HCLOUD_TOKEN") or os.environ.get("HCLOUD_ENDPOINT"))
 
 
-def _on_localcloud(env: str) -> bool:
-    """Whether provision.py made the env's inventory on localcloud (it says so: ``offline``)."""
+def _inventory(env: str) -> Path:
+    return ROOT / "inventories" / f"{env}.py"
+
+
+def _use_inventory_secrets(env: str) -> None:
+    """Outside pyinfra, find the env's secrets where its inventory says (the demo's are in
+    .localcloud/); inside a deploy nornos_infra/secrets.py reads the same host data itself."""
     import runpy
 
-    path = ROOT / "inventories" / f"{env}.py"
-    if not path.exists():
-        return False
-    module = runpy.run_path(str(path))
-    groups = [v for v in module.values() if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], dict)]
-    return any(bool(data.get("offline")) for _, data in groups)
-
-
-def _local_secrets() -> dict[str, str]:
-    """On localcloud the env's secrets and their age key live in .localcloud/, so that a demo
-    never touches secrets/ or ~/.config; your own NORNOS_SECRETS_DIR / SOPS_AGE_KEY_FILE win."""
-    return {"NORNOS_SECRETS_DIR": os.environ.get("NORNOS_SECRETS_DIR", str(STATE / "secrets")),
-            "SOPS_AGE_KEY_FILE": os.environ.get("SOPS_AGE_KEY_FILE", str(STATE / "age.txt"))}
+    if not _inventory(env).exists():
+        return
+    common = runpy.run_path(str(_inventory(env))).get("_common") or {}
+    for key, var in (("sops_dir", "NORNOS_SECRETS_DIR"), ("sops_age_key_file", "SOPS_AGE_KEY_FILE")):
+        if common.get(key):
+            os.environ[var] = str(common[key])
 
 
 @task(help={"port": "localcloud port", "api_only": "no real machines: provision on the API alone (no root needed)"})
@@ -133,53 +148,47 @@ def demo(c: Context, port: int = 8700, api_only: bool = False) -> None:
     from localcloud import control, tour
     from localcloud.hosts.system import why_unsupported
     from nornos_infra import secrets
-    from nornos_infra.admin_key import ensure_keypair
     from nornos_infra.errors import UserError
 
     reason = "--api-only" if api_only else why_unsupported()
-    key = STATE / "ssh" / "id_ed25519"
     try:
-        ensure_keypair(key)
         running = control.up(STATE, port=port, extra=[] if reason else ["--hosts", "nspawn"])
         hosts = tour.side(running.endpoint, "health").get("hosts", "none")
+        env = _localcloud_vars(running)
     except (RuntimeError, APIException, OSError) as exc:
         sys.exit(f"demo: {exc}; see {STATE / 'localcloud.log'}")
     if reason is None and hosts != "nspawn":
         sys.exit("demo: a localcloud without real machines is running; stop it with `invoke localcloud.down`")
     machines = "servers are real Debian machines" if hosts == "nspawn" else f"API only ({reason})"
-    print(f"localcloud is serving {running.endpoint} ({machines}; state in {STATE})\n")
-    env = {**running.env, **_local_secrets()}
+    print(f"localcloud is serving {running.endpoint} ({machines}; state in {STATE})")
+    print(f"localcloud's own admin key and address: {OVERRIDES} (NORNOS_OVERRIDES)\n")
     provision_py = f"{sys.executable} {ROOT / 'provision.py'} dev"
     for step, flags in (("plan", "--dry-run"), ("apply", "--yes")):
         print(f"== {step}: python provision.py dev {flags}")
         result = c.run(f"{provision_py} {flags}", env=env, warn=True, pty=False)
         if result is None or result.exited != 0:
             sys.exit(f"demo: provision.py dev {flags} failed (exit {result.exited if result else '?'})")
-    inventory = ROOT / "inventories" / "dev.py"
+    inventory = _inventory("dev")
     print(f"\n== inventory: {inventory}")
     c.run(f"{sys.executable} -m nornos_infra.inventory_summary {inventory}", pty=False)
     if hosts == "nspawn":
-        os.environ.update(_local_secrets())
-        if not (secrets.secrets_dir() / "dev.sops.yaml").exists():
+        if not (STATE / "secrets" / "dev.sops.yaml").exists():
             try:
-                print(f"\n== secrets: {secrets.init('dev')} (SOPS + age, key {secrets.age_key_file()})")
+                made = secrets.init("dev", directory=STATE / "secrets", identity=STATE / "age.txt")
             except UserError as exc:
                 sys.exit(f"demo: {exc}")
-        print("\n== deploy: pyinfra inventories/dev.py deploys/all.py")
-        result = c.run(" ".join([str(BIN / "pyinfra"), "-y", str(inventory), str(ROOT / "deploys" / "all.py"),
-                                 "--user", "root", "--key", str(key), *LOCALCLOUD_SSH]), env=env, warn=True,
-                       pty=False)
+            print(f"\n== secrets: {made} (SOPS + age, key {STATE / 'age.txt'})")
+        # the bare commands: user, key, known host keys and secrets all come from the inventory
+        print("\n== deploy: pyinfra -y inventories/dev.py deploys/all.py")
+        result = c.run(f"{BIN / 'pyinfra'} -y {inventory} {ROOT / 'deploys' / 'all.py'}", warn=True, pty=False)
         if result is None or result.exited != 0:
             sys.exit("demo: the deploy failed (see above); run `invoke configure` to try again")
         print("\n== what runs where, what is reachable from where")
-        c.run(f"{sys.executable} -m nornos_infra.reachability {inventory} --key {key} "
-              "--ssh-option StrictHostKeyChecking=no --ssh-option UserKnownHostsFile=/dev/null", warn=True,
-              pty=False)
+        c.run(f"{sys.executable} -m nornos_infra.reachability {inventory}", warn=True, pty=False)
     else:
         print(f"\nno real machines here ({reason}): provisioning only; as root on Linux the demo also deploys")
-    print(f"\nlocalcloud keeps running; `export HCLOUD_ENDPOINT={running.endpoint} HCLOUD_TOKEN={running.token}` "
-          "to use hcloud-python or provision.py against it, `invoke localcloud.down` to stop it "
-          "(and its machines).")
+    print("\nlocalcloud keeps running; `export " + " ".join(f"{k}={v}" for k, v in env.items()) + "` to use "
+          "hcloud-python or provision.py against it, `invoke localcloud.down` to stop it (and its machines).")
 
 
 @task
@@ -210,6 +219,7 @@ def secrets_init(c: Context, env: str = "dev") -> None:
     from nornos_infra import secrets
     from nornos_infra.errors import UserError
 
+    _use_inventory_secrets(env)
     try:
         path = secrets.init(env)
     except UserError as exc:
@@ -223,6 +233,7 @@ def secrets_edit(c: Context, env: str = "dev") -> None:
     """Edit secrets/<env>.sops.yaml in $EDITOR through sops (decrypted only in memory/tmpfs)."""
     from nornos_infra import secrets
 
+    _use_inventory_secrets(env)
     c.run(f"{secrets.sops_binary()} {secrets.secrets_dir() / f'{env}.sops.yaml'}", pty=True,
           env={"SOPS_AGE_KEY_FILE": str(secrets.age_key_file())})
 
@@ -233,6 +244,7 @@ def secrets_names(c: Context, env: str = "dev") -> None:
     from nornos_infra import secrets
     from nornos_infra.errors import UserError
 
+    _use_inventory_secrets(env)
     try:
         loaded = secrets.load(env)
     except UserError as exc:
@@ -241,16 +253,14 @@ def secrets_names(c: Context, env: str = "dev") -> None:
         print(f"{name}: {'set' if loaded[name] else 'EMPTY'}")
 
 
-@task(help={"env": "environment", "key": "SSH private key (default: your agent/keys, or .localcloud's)"})
+@task(help={"env": "environment", "key": "SSH private key (default: the inventory's ssh_key, else your agent/keys)"})
 def kubeconfig(c: Context, env: str = "dev", key: str = "") -> None:
     """Fetch the cluster's kubeconfig (context nornos-<env>, mode 0600) from the first k3s server."""
     from nornos_infra import kubeconfig as kube_config
     from nornos_infra.errors import UserError
 
-    key_file = Path(key) if key else (STATE / "ssh" / "id_ed25519" if (STATE / "ssh" / "id_ed25519").exists()
-                                      else None)
     try:
-        path = kube_config.fetch(env, ROOT / "inventories" / f"{env}.py", key_file)
+        path = kube_config.fetch(env, _inventory(env), Path(key) if key else None)
     except UserError as exc:
         sys.exit(f"kubeconfig: {exc}")
     print(f"{path} written; use it with: export KUBECONFIG={path}")
@@ -262,6 +272,7 @@ def manifests(c: Context, env: str = "dev", dry_run: bool = False) -> None:
     from nornos_infra.errors import UserError
     from nornos_infra.kube.from_inventory import apply_from_inventory
 
+    _use_inventory_secrets(env)
     try:
         report = apply_from_inventory(env, dry_run)
     except UserError as exc:
@@ -279,31 +290,24 @@ def deploy(c: Context, env: str = "dev") -> None:
     configure(c, env)
 
 
-@task(help={"env": "environment", "key": "SSH private key (default: .localcloud's when it exists)"})
+@task(help={"env": "environment", "key": "SSH private key (default: the inventory's ssh_key)"})
 def check(c: Context, env: str = "dev", key: str = "") -> None:
     """What runs where and what is reachable from where, probed on the live hosts (exit 1 on surprises)."""
-    key_file = Path(key) if key else STATE / "ssh" / "id_ed25519"
-    options = " --ssh-option StrictHostKeyChecking=no --ssh-option UserKnownHostsFile=/dev/null" \
-        if _on_localcloud(env) else ""
-    key_flag = f" --key {key_file}" if key_file.exists() else ""
-    result = c.run(f"{sys.executable} -m nornos_infra.reachability {ROOT / 'inventories' / f'{env}.py'}"
-                   f"{key_flag}{options}", warn=True, pty=False)
+    key_flag = f" --key {key}" if key else ""
+    result = c.run(f"{sys.executable} -m nornos_infra.reachability {_inventory(env)}{key_flag}", warn=True,
+                   pty=False)
     if result is None or result.exited != 0:
         sys.exit(1)
 
 
 @task(help={"env": "environment", "dry": "only show what would change (--dry --diff)"})
 def configure(c: Context, env: str = "dev", dry: bool = False) -> None:
-    """Run every host role: pyinfra inventories/<env>.py deploys/all.py."""
-    key = STATE / "ssh" / "id_ed25519"
-    flags = ["--dry", "--diff"] if dry else ["-y"]
-    key_flags = ["--key", str(key)] if key.exists() else []
-    # localcloud's machines get new host keys whenever they are re-created, and its secrets live
-    # in .localcloud/; real hosts keep pyinfra's strict checking and secrets/
-    local = _on_localcloud(env)
-    c.run(" ".join([str(BIN / "pyinfra"), *flags, str(ROOT / "inventories" / f"{env}.py"),
-                    str(ROOT / "deploys" / "all.py"), "--user", "root", *key_flags,
-                    *(LOCALCLOUD_SSH if local else [])]), env=_local_secrets() if local else {}, pty=False)
+    """Run every host role: pyinfra inventories/<env>.py deploys/all.py (nothing added: the
+    inventory names the user, key, pinned host keys and where the secrets are)."""
+    if not _inventory(env).exists():
+        sys.exit(f"configure: {_inventory(env)} does not exist; run `invoke provision --env {env}` first")
+    flags = "--dry --diff" if dry else "-y"
+    c.run(f"{BIN / 'pyinfra'} {flags} {_inventory(env)} {ROOT / 'deploys' / 'all.py'}", pty=False)
 
 
 secrets_tasks = Collection("secrets")

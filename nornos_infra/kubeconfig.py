@@ -53,12 +53,14 @@ def endpoint(data: Any) -> str:
 
 
 def fetch(env: str, inventory_file: Path, key_file: Path | None = None) -> Path:
-    """``invoke kubeconfig``: read the inventory, fetch from the first server over SFTP, rewrite, save."""
+    """``invoke kubeconfig``: read the inventory, fetch from the first server over SFTP (its host key
+    verified against the inventory's known_hosts file, as pyinfra does), rewrite, save."""
     import runpy
 
     import paramiko
 
     from nornos_infra.errors import UserError
+    from nornos_infra.ssh_access import SshAccess
 
     if not inventory_file.exists():
         raise UserError(f"{inventory_file} does not exist; run `python provision.py {env}` first")
@@ -67,13 +69,16 @@ def fetch(env: str, inventory_file: Path, key_file: Path | None = None) -> Path:
         raise UserError(f"{inventory_file} has no k3s_servers")
     name, host_data = sorted(hosts)[0]
     merged = {**data, **host_data}
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    access = SshAccess.from_data(merged, key=key_file)
+    client = access.paramiko_client()
     try:
-        client.connect(str(merged["ssh_hostname"]), username="root", timeout=10,
-                       key_filename=str(key_file) if key_file else None)
+        client.connect(str(merged["ssh_hostname"]), username=access.user, timeout=10,
+                       key_filename=str(access.key) if access.key else None)
         with client.open_sftp() as sftp, sftp.open(REMOTE_PATH) as handle:
             text = handle.read().decode()
+    except paramiko.BadHostKeyException:
+        raise UserError(f"{name} ({merged['ssh_hostname']}) presented a host key that is not the one pinned in "
+                        f"{access.known_hosts}: refusing to connect (see docs/RUNBOOK.md, 'Host keys')") from None
     except (OSError, paramiko.SSHException) as exc:
         raise UserError(f"cannot fetch {REMOTE_PATH} from {name} ({merged['ssh_hostname']}): {exc}; "
                         "is k3s installed there (deploys/all.py)?") from None

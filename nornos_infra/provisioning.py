@@ -4,14 +4,13 @@ the inventory. Every user mistake ends in one line and exit status 1 with nothin
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from hcloud import APIException
 
-from nornos_infra import admin_access, catalogue, console, inventory, spec
+from nornos_infra import admin_access, catalogue, console, inventory, overrides, spec
 from nornos_infra.cloud import desired as desired_state
 from nornos_infra.cloud.apply import Applier
 from nornos_infra.cloud.connection import Connection
@@ -63,18 +62,24 @@ def run(opts: Options) -> int:
 
 def _run(opts: Options) -> int:
     env_file = opts.env_dir / f"{opts.env}.yaml"
-    env = spec.load(env_file)
+    extra = overrides.from_environment()
+    env = spec.load(env_file, extra.settings if extra else None, str(extra.source) if extra else "")
     conn = Connection.from_environment()
+    if extra is not None:
+        extra.check_endpoint(conn.endpoint)
+        console.err.print(f"[dim]{extra.describe()}[/dim]")
+    desired = [] if opts.destroy else desired_state.build(env, env_file.parent)  # reads the keys: fails early
     problems = catalogue.check(env, conn)
     if problems:
         for problem in problems:
             console.fail(f"{env_file}: {problem}")
         return EXIT_ERROR
+    local = admin_access.localcloud_admin_address(conn.endpoint) is not None
+    _check_placeholders(env, opts, local)
     _check_lockout(env, conn, opts)
 
     foreign_keys: list[Observed] = []
     observed = observe(conn, env.name, foreign_keys)
-    desired = [] if opts.destroy else desired_state.build(env, env_file.parent)
     if opts.destroy:
         observed += observe_cluster_leftovers(conn, observed)
     plan = make_plan(env.name, desired, observed, foreign_keys)
@@ -98,7 +103,7 @@ def _run(opts: Options) -> int:
     inventory_path = opts.inventory_dir / f"{env.name}.py"
     if not pending:
         if not opts.destroy:
-            _write_inventory(env, observed, inventory_path, opts)
+            _write_inventory(env, observed, inventory_path, opts, local, env_file.parent)
         return EXIT_OK
     _confirm(plan, opts)
     applier = Applier(conn, plan, force=opts.force, concurrency=opts.concurrency,
@@ -114,12 +119,32 @@ def _run(opts: Options) -> int:
         return EXIT_ERROR
     if opts.destroy:
         inventory_path.unlink(missing_ok=True)
+        inventory_path.with_suffix(".known_hosts").unlink(missing_ok=True)
         console.err.print(f"destroyed {len(outcome.done)} resource(s) of {env.name}")
         return EXIT_OK
     after = observe(conn, env.name)
-    _write_inventory(env, after, inventory_path, opts)
+    _write_inventory(env, after, inventory_path, opts, local, env_file.parent)
     console.err.print(f"applied {len(outcome.done)} change(s) to {env.name}")
     return EXIT_OK
+
+
+def _changes_nothing(opts: Options) -> bool:
+    """A plan, a drift check or a destroy leaves no firewall behind that could lock you out:
+    a warning, not a refusal (so a fresh clone can plan any env with no edits)."""
+    return opts.dry_run or opts.check or opts.destroy
+
+
+def _check_placeholders(env: spec.EnvSpec, opts: Options, local: bool) -> None:
+    """The shipped env files hold documentation addresses in admin_cidrs until a team puts its
+    own there; a real cloud never gets them (localcloud's own address is one of them)."""
+    placeholders = spec.placeholder_cidrs(env)
+    if not placeholders or local:
+        return
+    message = (f"admin_cidrs {', '.join(placeholders)} is a documentation placeholder (RFC 5737/3849), not your "
+               f"network; put your VPN or office egress in environments/{env.name}.yaml")
+    if not _changes_nothing(opts):
+        raise UserError(message)
+    console.err.print(f"[yellow]warning:[/yellow] {message} before applying")
 
 
 def _check_lockout(env: spec.EnvSpec, conn: Connection, opts: Options) -> None:
@@ -131,9 +156,11 @@ def _check_lockout(env: spec.EnvSpec, conn: Connection, opts: Options) -> None:
     if not admin_access.covered(env, address):
         message = (f"this machine ({address}) is not in admin_cidrs ({', '.join(map(str, env.admin_cidrs))}): "
                    "SSH and the Kubernetes API would be closed to you")
-        if not opts.allow_lockout:
-            raise UserError(message + "; add it to admin_cidrs, or pass --allow-lockout if that is intended")
-        console.err.print(f"[yellow]warning:[/yellow] {message} (--allow-lockout)")
+        if opts.allow_lockout or _changes_nothing(opts):
+            reason = "--allow-lockout" if opts.allow_lockout else "applying would be refused"
+            console.err.print(f"[yellow]warning:[/yellow] {message} ({reason})")
+            return
+        raise UserError(message + "; add it to admin_cidrs, or pass --allow-lockout if that is intended")
 
 
 def _confirm(plan: Plan, opts: Options) -> None:
@@ -154,12 +181,21 @@ def _confirm(plan: Plan, opts: Options) -> None:
         raise UserError("not confirmed; nothing was changed")
 
 
-def _write_inventory(env: spec.EnvSpec, observed: list[Observed], path: Path, opts: Options) -> None:
-    offline = admin_access.localcloud_admin_address(os.environ.get("HCLOUD_ENDPOINT", "")) is not None
-    text = inventory.render(env, observed, offline=offline)
+def _write_inventory(env: spec.EnvSpec, observed: list[Observed], path: Path, opts: Options, offline: bool,
+                     base: Path) -> None:
+    """The inventory and the known_hosts file it names (both machine-local, never committed)."""
+    hosts_file = path.with_suffix(".known_hosts").resolve()
+    hosts_text, unpinned = inventory.known_hosts(observed)
+    text = inventory.render(env, observed, offline, inventory.Access(hosts_file, offline, base.resolve()))
+    inventory.write(hosts_file, hosts_text)
     changed = inventory.write(path, text)
-    if not opts.json:
-        console.err.print(f"inventory {path} {'written' if changed else 'unchanged'}")
+    if opts.json:
+        return
+    console.err.print(f"inventory {path} {'written' if changed else 'unchanged'}")
+    if unpinned and not offline:
+        console.err.print(f"[yellow]warning:[/yellow] no pinned SSH host key for {', '.join(unpinned)} (made before "
+                          "host keys were pinned, or by hand): deploys refuse them; see docs/RUNBOOK.md, "
+                          "'Host keys'")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,9 @@
 
 ``python -m nornos_infra.reachability inventories/dev.py [--key KEY] [--user root]``
 
+It logs in as the inventory says (ssh_user, ssh_key) and verifies host keys against the
+inventory's known_hosts file, exactly as pyinfra does (nornos_infra/ssh_access.py).
+
 Runs after a deploy (``invoke demo`` and ``invoke check`` print it). For every host: its
 role, addresses and the state of the services its role runs. Then TCP probes, each with
 the answer the design expects, from three places: this machine (the admin's workstation,
@@ -27,6 +30,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from nornos_infra.ssh_access import SshAccess
 
 GROUPS = ("k3s_servers", "k3s_agents", "postgres", "redis")
 SERVICES = {
@@ -147,16 +152,18 @@ def service_states(host: Host, remote: Remote) -> tuple[str, bool]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nornos_infra.reachability", description=__doc__.splitlines()[0])
     parser.add_argument("inventory", type=Path)
-    parser.add_argument("--key", type=Path, help="SSH private key for the hosts")
-    parser.add_argument("--user", default="root")
+    parser.add_argument("--key", type=Path, help="SSH private key for the hosts (default: the inventory's ssh_key)")
+    parser.add_argument("--user", help="SSH user (default: the inventory's ssh_user)")
     parser.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
-                        help="extra ssh -o option, e.g. StrictHostKeyChecking=no (repeatable)")
+                        help="extra ssh -o option, e.g. ConnectTimeout=10 (repeatable; wins over the inventory)")
     args = parser.parse_args(argv)
     if not args.inventory.exists():
         print(f"{args.inventory} does not exist: run `python provision.py <env>` first", file=sys.stderr)
         return 1
     hosts, common = load_hosts(args.inventory)
-    remote = Remote(args.user, args.key, [x for o in args.ssh_option for x in ("-o", o)])
+    access = SshAccess.from_data(common, key=args.key, user=args.user)
+    # ssh keeps the first value of an option: the caller's own come first
+    remote = Remote(access.user, None, [x for o in args.ssh_option for x in ("-o", o)] + access.openssh_options())
     by_name = {h.name: h for h in hosts}
     probes = plan(hosts, common.get("lb_public_ipv4"), common.get("lb_service_ports") or [])
     with ThreadPoolExecutor(max_workers=16) as pool:

@@ -4,6 +4,13 @@
 on stdin, so it never touches the disk; ``load`` decrypts into a :class:`Secrets` whose
 repr never shows a value. The age identity lives outside the repository
 (``$SOPS_AGE_KEY_FILE``, else ~/.config/sops/age/keys.txt), as sops expects.
+
+Where an env's secrets are, first match wins: inside a pyinfra deploy, what the inventory
+says (host data ``sops_dir`` / ``sops_age_key_file``, written by provision.py from the env
+file's ``sops`` section: localcloud's demo keeps its own in .localcloud/); then
+$NORNOS_SECRETS_DIR / $SOPS_AGE_KEY_FILE; then secrets/ of this repository and
+~/.config/sops/age/keys.txt. So the bare ``pyinfra -y inventories/<env>.py deploys/all.py``
+finds them with no environment set.
 """
 
 from __future__ import annotations
@@ -26,9 +33,21 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRETS_DIR = ROOT / "secrets"
 
 
+def _from_inventory(key: str) -> str | None:
+    """Host data of the pyinfra deploy this runs in (none outside one: pyinfra is not even imported)."""
+    if "pyinfra.context" not in sys.modules:
+        return None
+    from pyinfra.context import ctx_host, host
+
+    if not ctx_host.isset():  # type: ignore[no-untyped-call]
+        return None
+    value = host.data.get(key)
+    return str(value) if value else None
+
+
 def secrets_dir() -> Path:
-    """secrets/ of this checkout, or $NORNOS_SECRETS_DIR (tests, other checkouts)."""
-    return Path(os.environ.get("NORNOS_SECRETS_DIR", SECRETS_DIR))
+    """The inventory's sops_dir in a deploy, else $NORNOS_SECRETS_DIR, else secrets/ of this checkout."""
+    return Path(_from_inventory("sops_dir") or os.environ.get("NORNOS_SECRETS_DIR") or SECRETS_DIR)
 
 # Values every environment has; empty ones are filled by the team (`invoke secrets.edit`).
 # db_password_<app>: each app's own PostgreSQL role (names from nornos_infra/kube/generated.py).
@@ -76,7 +95,9 @@ def sops_binary() -> str:
 
 
 def age_key_file() -> Path:
-    return Path(os.environ.get("SOPS_AGE_KEY_FILE", Path.home() / ".config" / "sops" / "age" / "keys.txt"))
+    """The inventory's sops_age_key_file in a deploy, else $SOPS_AGE_KEY_FILE, else sops's default."""
+    return Path(_from_inventory("sops_age_key_file") or os.environ.get("SOPS_AGE_KEY_FILE")
+                or Path.home() / ".config" / "sops" / "age" / "keys.txt")
 
 
 def ensure_identity(path: Path | None = None) -> str:
@@ -125,15 +146,17 @@ def generate() -> dict[str, str]:
     return values
 
 
-def init(env: str, directory: Path | None = None, values: dict[str, str] | None = None) -> Path:
-    """Create secrets/<env>.sops.yaml with fresh random values; never overwrite one."""
+def init(env: str, directory: Path | None = None, values: dict[str, str] | None = None,
+         identity: Path | None = None) -> Path:
+    """Create secrets/<env>.sops.yaml with fresh random values; never overwrite one. ``identity``:
+    the age key file to encrypt to (made when missing), default :func:`age_key_file`."""
     directory = directory or secrets_dir()
     target = directory / f"{env}.sops.yaml"
     if target.exists():
         raise UserError(f"{target} exists; secrets are never overwritten (edit with `invoke secrets.edit "
                         f"--env {env}`, or remove the file deliberately to start over)")
     directory.mkdir(parents=True, exist_ok=True)
-    mine = ensure_identity()
+    mine = ensure_identity(identity)
     everyone = recipients(directory)
     if mine not in everyone:
         everyone.append(mine)

@@ -5,7 +5,10 @@ offending key, so a wrong file is fixed in one pass.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -20,7 +23,16 @@ EU_LOCATIONS = ("fsn1", "nbg1", "hel1")
 # Names end in a letter or digit: they become label values (nornos.io/env, nornos.io/pool), and
 # Hetzner rejects label values that end in a dash.
 NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$")
-MAX_SERVERS_PER_NETWORK = 100  # Hetzner's cap (hcloud-api-notes.md)
+MAX_SERVERS_PER_NETWORK = 100  # Hetzner's cap on servers in one private network
+# The admin key when the env file names no file of its own (ssh-keygen's default name).
+DEFAULT_PUBLIC_KEY_FILE = "~/.ssh/id_ed25519.pub"
+# Documentation ranges (RFC 5737, RFC 3849): the shipped files' placeholder admin_cidrs.
+DOCUMENTATION_NETWORKS = tuple(ipaddress.ip_network(n) for n in
+                               ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
+PUBLIC_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|"
+                           r"sk-ecdsa-sha2-nistp256@openssh\.com) ([A-Za-z0-9+/]+={0,2})( .*)?$")
+ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ROLES = ("k3s_server", "k3s_agent", "postgres", "redis")
 
 
@@ -29,21 +41,54 @@ class _Model(BaseModel):
 
 
 class SSHKeySpec(_Model):
+    """An admin key. Where its public half comes from, first match wins: ``public_key``; the
+    environment variable named by ``public_key_env`` (a CI secret) when it is set; the file
+    ``public_key_file`` (default ~/.ssh/id_ed25519.pub). ``private_key_file`` is what the
+    deploys log in with; without it they use your ssh-agent and ~/.ssh/id_* keys."""
+
     name: str
     public_key: str | None = None
+    public_key_env: str | None = None
     public_key_file: str | None = None
+    private_key_file: str | None = None
 
     def resolve(self, base: Path) -> str:
+        """The public key (``type base64 [comment]``); relative files are read from ``base``."""
         if self.public_key:
-            return self.public_key.strip()
-        assert self.public_key_file is not None
-        path = Path(self.public_key_file).expanduser()
-        path = path if path.is_absolute() else base / path
+            return _checked_key(self.public_key, f"ssh_keys.{self.name}.public_key")
+        if self.public_key_env and os.environ.get(self.public_key_env, "").strip():
+            return _checked_key(os.environ[self.public_key_env], f"ssh_keys.{self.name}: ${self.public_key_env}")
+        path = resolve_path(self.public_key_file or DEFAULT_PUBLIC_KEY_FILE, base)
         try:
-            return path.read_text().strip()
+            text = path.read_text()
         except OSError as exc:
-            raise UserError(f"ssh_keys.{self.name}: cannot read public_key_file {path} ({exc.strerror}); create the "
-                            "key with ssh-keygen -t ed25519 or give public_key instead") from None
+            from_env = f"${self.public_key_env} is not set and " if self.public_key_env else ""
+            hint = f"export {self.public_key_env}=\"$(cat your-key.pub)\" or " if self.public_key_env else ""
+            raise UserError(f"ssh_keys.{self.name}: {from_env}cannot read {path} ({exc.strerror}); {hint}create the "
+                            "key with ssh-keygen -t ed25519, or set public_key_file in the env file") from None
+        return _checked_key(text, f"ssh_keys.{self.name}: {path}")
+
+    def private_key(self, base: Path) -> Path | None:
+        return resolve_path(self.private_key_file, base) if self.private_key_file else None
+
+
+def resolve_path(value: str, base: Path) -> Path:
+    """A path from an env file: ``~`` expanded, relative ones from the file's directory."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _checked_key(text: str, where: str) -> str:
+    """An OpenSSH public key line; the text itself is never echoed (it may be a pasted private key)."""
+    line = text.strip()
+    match = PUBLIC_KEY_RE.match(line) if "\n" not in line else None
+    try:
+        valid = match is not None and len(base64.b64decode(match.group(3), validate=True)) > 16
+    except binascii.Error:
+        valid = False
+    if not valid:
+        raise UserError(f"{where} is not an SSH public key (one line such as 'ssh-ed25519 AAAA... you@host')")
+    return line
 
 
 class NetworkSpec(_Model):
@@ -69,6 +114,27 @@ class LoadBalancerSpec(_Model):
     algorithm: Literal["round_robin", "least_connections"] = "round_robin"
 
 
+class BackupsSpec(_Model):
+    """Offsite backup copies (age-encrypted before upload, S3 API). Off while s3_bucket is empty
+    or the env's secrets have no object_storage_access_key."""
+
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+
+
+class K3sSpec(_Model):
+    # a local k3s binary to upload instead of downloading (air-gapped hosts); relative to the env file
+    binary_path: str | None = None
+
+
+class SopsSpec(_Model):
+    """Where deploys find <dir>/<env>.sops.yaml and the age key that decrypts it; unset: secrets/
+    of this repository and $SOPS_AGE_KEY_FILE, else ~/.config/sops/age/keys.txt."""
+
+    dir: str | None = None
+    age_key_file: str | None = None
+
+
 class EnvSpec(_Model):
     name: str
     patient_data: bool = True
@@ -81,6 +147,9 @@ class EnvSpec(_Model):
     ssh_keys: Annotated[list[SSHKeySpec], Field(min_length=1)]
     pools: dict[str, PoolSpec]
     load_balancer: LoadBalancerSpec | None = LoadBalancerSpec()
+    backups: BackupsSpec = BackupsSpec()
+    k3s: K3sSpec = K3sSpec()
+    sops: SopsSpec = SopsSpec()
 
     @field_validator("admin_cidrs", mode="before")
     @classmethod
@@ -105,19 +174,22 @@ class EnvSpec(_Model):
         return [self.location, *self.fallback_locations]
 
 
-def load(path: Path) -> EnvSpec:
-    """Read and validate an environment file; SpecError lists every problem."""
-    source = str(path)
+def load(path: Path, overrides: dict[str, Any] | None = None, overrides_source: str = "") -> EnvSpec:
+    """Read and validate an environment file, with ``overrides`` (env-file keys, see
+    nornos_infra/overrides.py) merged over it; SpecError lists every problem."""
+    source = str(path) + (f" with {overrides_source}" if overrides and overrides_source else "")
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise SpecError(source, ["file not found; environments live in environments/<env>.yaml"]) from None
+        raise SpecError(str(path), ["file not found; environments live in environments/<env>.yaml"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError(source, [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+        raise SpecError(str(path), [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
     if not isinstance(raw, dict):
-        raise SpecError(source, ["must be a YAML mapping of settings (name, location, pools, ...)"])
+        raise SpecError(str(path), ["must be a YAML mapping of settings (name, location, pools, ...)"])
+    if overrides:
+        raw = merge(raw, overrides)
     try:
         spec = EnvSpec.model_validate(raw)
     except ValidationError as exc:
@@ -128,10 +200,28 @@ def load(path: Path) -> EnvSpec:
     return spec
 
 
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def placeholder_cidrs(spec: EnvSpec) -> list[str]:
+    """admin_cidrs inside the documentation ranges: the shipped placeholder, never a real network."""
+    return [str(c) for c in spec.admin_cidrs
+            if any(c.network_address in d and c.broadcast_address in d for d in DOCUMENTATION_NETWORKS)]
+
+
 # What to write when a required key is missing or a list is empty.
 _HINTS = {
     "admin_cidrs": "list the networks allowed to reach SSH and the Kubernetes API, e.g. [203.0.113.7/32]",
-    "ssh_keys": "list at least one key as {name: admin, public_key_file: ~/.ssh/id_ed25519.pub}",
+    "ssh_keys": "list at least one key as {name: admin, public_key_env: SSH_PUBLIC_KEY, "
+                "public_key_file: ~/.ssh/id_ed25519.pub}",
     "pools": "define the pools, e.g. control-plane: {role: k3s_server, server_type: cx23, count: 1}",
 }
 
@@ -244,8 +334,21 @@ def check_rules(spec: EnvSpec, expected_name: str | None = None) -> list[str]:
     if len(set(names)) != len(names):
         problems.append("ssh_keys: names must be unique")
     for i, key in enumerate(spec.ssh_keys):
-        if bool(key.public_key) == bool(key.public_key_file):  # an empty string counts as not given
-            problems.append(f"ssh_keys.{i}: give exactly one of public_key or public_key_file")
+        if key.public_key is not None and (key.public_key_env or key.public_key_file):
+            problems.append(f"ssh_keys.{i}: give public_key alone, or public_key_env and/or public_key_file")
+        elif key.public_key is not None and not key.public_key.strip():
+            problems.append(f"ssh_keys.{i}.public_key: is empty; paste the key, or use public_key_env or "
+                            "public_key_file")
+        if key.public_key_env is not None and not ENV_VAR_RE.match(key.public_key_env):
+            problems.append(f"ssh_keys.{i}.public_key_env: {key.public_key_env!r} is not an environment variable "
+                            "name such as SSH_PUBLIC_KEY")
+    backups = spec.backups
+    if backups.s3_bucket and not BUCKET_RE.match(backups.s3_bucket):
+        problems.append(f"backups.s3_bucket: {backups.s3_bucket!r} is not a bucket name (3-63 lowercase letters, "
+                        "digits, dots and dashes)")
+    if backups.s3_bucket and not backups.s3_endpoint.startswith("https://"):
+        problems.append("backups.s3_endpoint: give the object storage's https:// URL, e.g. "
+                        "https://fsn1.your-objectstorage.com")
     if spec.load_balancer is not None and 6443 in spec.load_balancer.services:
         problems.append("load_balancer.services: 6443 is the Kubernetes API; remove it and set "
                         "load_balancer.kube_api: true to forward it to the control planes only")

@@ -1,13 +1,15 @@
 """What Hetzner's cloud-init does on a server's first boot, for localcloud machines.
 
 The host side (:func:`seed`) writes into a machine's disk before it boots: hostname, a new
-machine-id, root's authorized_keys from the API's SSH keys, no SSH host keys (sshd makes
-new ones), and the user_data turned into a JSON plan. In the machine, the oneshot unit
+machine-id, root's authorized_keys from the API's SSH keys, the SSH host keys that
+user_data's ``ssh_keys`` gives (as cloud-init writes them before sshd starts; sshd makes the
+missing types), and the rest of the user_data turned into a JSON plan. In the machine, the oneshot unit
 ``localcloud-init.service`` (installed in the template) runs :data:`FIRSTBOOT_SCRIPT` once
 per instance; it logs to /var/log/cloud-init-output.log like cloud-init, and
 ``cloud-init status [--wait] [--long] [--format json]`` answers as cloud-init does.
 
-user_data understood: ``#cloud-config`` with ssh_authorized_keys, write_files (content,
+user_data understood: ``#cloud-config`` with ssh_authorized_keys, ssh_keys (rsa/ecdsa/ed25519
+_private and _public pairs), write_files (content,
 encoding b64/gzip/gz+b64, permissions, owner, append, defer), package_update,
 package_upgrade, packages, runcmd, hostname; or a script starting with ``#!``, run last.
 Every other cloud-config key is ignored and named in the log (e.g. users, bootcmd, mounts,
@@ -28,6 +30,7 @@ SUPPORTED_KEYS = ("ssh_authorized_keys", "write_files", "package_update", "packa
                   "runcmd", "hostname")
 STATE_DIR = "var/lib/localcloud"  # in the machine
 PLAN_FILE = f"{STATE_DIR}/instance.json"
+HOST_KEY_TYPES = ("rsa", "ecdsa", "ed25519")  # cloud-init's ssh_keys: <type>_private, <type>_public
 DONE_FILE = f"{STATE_DIR}/firstboot.done"
 
 UNIT_TEXT = """\
@@ -223,11 +226,32 @@ def plan(user_data: str | None, instance_id: str) -> dict[str, Any]:
     for key, value in data.items():
         if key in SUPPORTED_KEYS:
             out["cloud_config"][key] = value
+        elif key == "ssh_keys":  # written by seed() before the first boot, never kept in the plan file
+            out["host_keys"] = _host_keys(value, out)
         else:
             out["ignored"].append(str(key))
     # JSON-able (YAML dates and the like become strings)
     out["cloud_config"] = json.loads(json.dumps(out["cloud_config"], default=str))
     return out
+
+
+def _host_keys(value: Any, out: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """cloud-config ``ssh_keys``: complete private/public pairs by type; the rest is reported."""
+    if not isinstance(value, dict):
+        out["problems"].append("ssh_keys must be a mapping such as {ed25519_private: ..., ed25519_public: ...}")
+        return {}
+    pairs: dict[str, dict[str, str]] = {}
+    for name, text in value.items():
+        kind, _, part = str(name).rpartition("_")
+        if kind not in HOST_KEY_TYPES or part not in ("private", "public") or not isinstance(text, str):
+            out["ignored"].append(f"ssh_keys.{name}")  # e.g. ed25519_certificate
+            continue
+        pairs.setdefault(kind, {})[part] = text
+    for kind in sorted(pairs):
+        if set(pairs[kind]) != {"private", "public"}:
+            out["problems"].append(f"ssh_keys: {kind}_private and {kind}_public go together; {kind} not written")
+            del pairs[kind]
+    return pairs
 
 
 def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
@@ -270,6 +294,9 @@ def seed(root: Path, *, hostname: str, ssh_keys: list[str], user_data: str | Non
     _write(root, "etc/machine-id", uuid.uuid4().hex + "\n", 0o444)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
+    for kind, pair in sorted(pl.pop("host_keys", {}).items()):  # the private halves stay out of PLAN_FILE
+        _write(root, f"etc/ssh/ssh_host_{kind}_key", pair["private"].strip() + "\n", 0o600)
+        _write(root, f"etc/ssh/ssh_host_{kind}_key.pub", pair["public"].strip() + "\n", 0o644)
     ssh_dir = root / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ssh_dir.chmod(0o700)

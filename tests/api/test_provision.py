@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from nornos_infra import host_keys
 from tests.conftest import TOKEN, LocalCloud
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,7 @@ class Provisioner:
         data = yaml.safe_load((ROOT / "environments" / f"{source}.yaml").read_text())
         data["name"] = name
         data["ssh_keys"] = [{"name": "admin", "public_key": KEY}]
+        data["admin_cidrs"] = [f"{ADMIN_IP}/32"]  # localcloud's admin address, as its overrides give it
         for key, value in changes.items():
             data[key] = value
         (self.env_dir / f"{name}.yaml").write_text(yaml.safe_dump(data))
@@ -224,6 +226,8 @@ def _assert_converged(prov: Provisioner) -> None:
         assert len(names) == len(set(names)), f"duplicate {path}: {names}"
         assert all(i["labels"].get("nornos.io/env") == "dev" for i in items), f"unlabelled {path}"
     assert len(prov.resources("server")) == 6 and len(prov.resources("volume")) == 1
+    # every server knows the host key it was created with, however often creates were interrupted
+    assert all(host_keys.from_label(s["labels"].get(host_keys.LABEL)) for s in prov.resources("server"))
     prov.clear_log()
     assert "no changes" in ok(prov.run("dev")).stdout
     assert prov.mutations() == []

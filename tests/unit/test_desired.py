@@ -85,7 +85,7 @@ def test_dev_firewalls(dev: list[Desired]) -> None:
                      "nornos-dev-postgres": ["22"], "nornos-dev-redis": ["22"]}
     for fw in firewalls.values():
         for rule in fw.settings["rules"]:
-            assert rule["source_ips"] == ["198.51.100.1/32"], "only the admin networks, never the internet"
+            assert rule["source_ips"] == ["203.0.113.0/24"], "only the admin networks, never the internet"
     assert firewalls["nornos-dev-postgres"].settings["selectors"] == ["nornos.io/env=dev,nornos.io/role=postgres"]
 
 

@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from nornos_infra import inventory
+from nornos_infra import host_keys, inventory
 from nornos_infra.cloud.model import Observed, labels_for
 from nornos_infra.spec import EnvSpec
-from tests.unit.test_spec import load_shipped
+from tests.unit.test_spec import KEY, load_raw, load_shipped, shipped_raw
 
 LB_PUBLIC = "203.0.113.200"
 
@@ -79,6 +80,9 @@ def test_groups_hosts_and_data(spec: EnvSpec) -> None:
         "k3s_node_private_ips": ["10.0.1.2", "10.0.1.9", "10.0.1.98", "10.0.1.99"],
         "admin_cidrs": [str(c) for c in spec.admin_cidrs], "lb_service_ports": [80, 443],
         "kube_api_via_lb": False, "offline": False,
+        "ssh_user": "root", "ssh_key": None, "ssh_known_hosts_file": "inventories/dev.known_hosts",
+        "ssh_strict_host_key_checking": "yes", "sops_dir": None, "sops_age_key_file": None,
+        "backup_s3_endpoint": "https://fsn1.your-objectstorage.com", "backup_s3_bucket": "", "k3s_binary_path": None,
     }
     assert all(group[1] == data for group in groups.values())
     assert [h[0] for h in groups["k3s_agents"][0]] == ["nornos-dev-agents-1", "nornos-dev-workers-1",
@@ -88,6 +92,54 @@ def test_groups_hosts_and_data(spec: EnvSpec) -> None:
     assert pg["volume_device"] == "/dev/disk/by-id/scsi-0HC_Volume_5"
     assert not any("volume_device" in h[1] for g in ("k3s_servers", "k3s_agents", "redis") for h in groups[g][0])
     assert groups["redis"][0][0][1]["server_type"] == "cx23"
+
+
+def test_access_and_settings_from_the_env_file(tmp_path: Path) -> None:
+    """What the bare pyinfra command needs: key, pinned host keys, secrets, settings; relative
+    paths start at the env file's directory and are written absolute."""
+    raw = shipped_raw("dev")
+    raw["ssh_keys"] = [{"name": "admin", "public_key": KEY, "private_key_file": "../keys/admin"}]
+    raw["sops"] = {"dir": "/srv/lc/secrets", "age_key_file": "~/age.txt"}
+    raw["k3s"] = {"binary_path": "k3s-bin"}
+    raw["backups"] = {"s3_endpoint": "https://nbg1.your-objectstorage.com", "s3_bucket": "nornos-dev-backups"}
+    spec = load_raw(raw, tmp_path)
+    base = tmp_path / "environments"
+    access = inventory.Access(tmp_path / "inv" / "dev.known_hosts", offline=True, base=base)
+    data = _exec(inventory.render(spec, observed_env(spec), offline=True, access=access))["postgres"][1]
+    assert data["ssh_key"] == str(base / "../keys/admin")
+    assert data["ssh_known_hosts_file"] == str(tmp_path / "inv" / "dev.known_hosts")
+    assert data["ssh_strict_host_key_checking"] == "accept-new", "localcloud: machines older than pinned keys"
+    assert data["sops_dir"] == "/srv/lc/secrets"
+    assert data["sops_age_key_file"] == str(Path.home() / "age.txt")
+    assert data["k3s_binary_path"] == str(base / "k3s-bin")
+    assert (data["backup_s3_endpoint"], data["backup_s3_bucket"]) == ("https://nbg1.your-objectstorage.com",
+                                                                      "nornos-dev-backups")
+
+
+def test_known_hosts_from_pinned_keys(spec: EnvSpec) -> None:
+    key = host_keys.generate()
+    observed = observed_env(spec)
+    for o in observed:
+        if o.kind == "server" and o.name != "nornos-dev-redis-1":
+            o.settings["host_key"] = key.public_line
+    text, missing = inventory.known_hosts(observed)
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert lines[0] == f"203.0.113.21,nornos-dev-agents-1 {key.public_line}", "in name order"
+    assert len(lines) == 5 and missing == ["nornos-dev-redis-1"]
+    assert inventory.known_hosts(observed) == (text, missing), "deterministic"
+
+
+def test_every_key_a_role_reads_is_written_or_documented() -> None:
+    """grep the roles and deploys for host data keys: each one is in HOST_DATA (who sets it, its
+    default) and in docs/DESIGN.md, so nothing is read that nobody writes."""
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"""data(?:\.get\(|\[)["']([a-z0-9_]+)["']""")
+    read = {m for path in [*(root / "nornos_infra" / "roles").glob("*.py"), *(root / "deploys").glob("*.py")]
+            for m in pattern.findall(path.read_text())}
+    assert {"backup_s3_bucket", "backup_s3_endpoint", "k3s_binary_path", "private_ip"} <= read
+    assert read <= set(inventory.HOST_DATA), f"read but never written nor documented: {read - set(inventory.HOST_DATA)}"
+    design = (root / "docs" / "DESIGN.md").read_text()
+    assert [k for k in inventory.HOST_DATA if f"`{k}`" not in design] == []
 
 
 def test_private_ips_sort_numerically(spec: EnvSpec) -> None:
@@ -172,7 +224,7 @@ ctx_state.set(State(check_for_changes=False))
 inv = make_inventory(sys.argv[1], cwd=sys.argv[2])
 keys = ("ssh_hostname", "public_ipv4", "private_ip", "pool", "role", "server_id", "volume_device", "env",
         "network_cidr", "subnet_cidr", "lb_public_ipv4", "lb_private_ip", "k3s_server_private_ips",
-        "k3s_node_private_ips")
+        "k3s_node_private_ips", "ssh_user", "ssh_known_hosts_file", "ssh_strict_host_key_checking")
 print(json.dumps({
     "groups": {g: sorted(h.name for h in inv.get_group(g)) for g in
                ("k3s_servers", "k3s_agents", "postgres", "redis", "dev")},
@@ -207,6 +259,8 @@ def test_pyinfra_loads_it(spec: EnvSpec, tmp_path: Path) -> None:
         "network_cidr": "10.0.0.0/16", "subnet_cidr": "10.0.1.0/24", "lb_public_ipv4": LB_PUBLIC,
         "lb_private_ip": "10.0.1.254", "k3s_server_private_ips": ["10.0.1.2"],
         "k3s_node_private_ips": ["10.0.1.2", "10.0.1.9", "10.0.1.98", "10.0.1.99"],
+        "ssh_user": "root", "ssh_known_hosts_file": "inventories/dev.known_hosts",
+        "ssh_strict_host_key_checking": "yes",
     }
     assert loaded["hosts"]["nornos-dev-workers-2"]["volume_device"] is None
     assert loaded["hosts"]["nornos-dev-workers-2"]["pool"] == "workers"

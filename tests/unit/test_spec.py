@@ -64,15 +64,71 @@ def test_shipped_environments_use_current_types(env: str) -> None:
     assert {p["server_type"] for p in raw["pools"].values()} <= {"cx23", "cx33", "cx43", "cx53"}
 
 
-def test_shipped_key_file_is_relative_to_environments(tmp_path: Path) -> None:
-    """The shipped files read the localcloud key relative to environments/ (it may not exist here)."""
-    raw = yaml.safe_load((ENVIRONMENTS / "dev.yaml").read_text())
-    spec = EnvSpec.model_validate(raw)
-    assert spec.ssh_keys[0].public_key_file == "../.localcloud/ssh/id_ed25519.pub"
-    with pytest.raises(UserError, match=r"ssh_keys.admin: cannot read public_key_file .*public_key instead"):
-        spec.ssh_keys[0].resolve(tmp_path)
+def test_shipped_files_never_point_at_localcloud() -> None:
+    """localcloud's key and address come from its overrides file, not from the committed files."""
+    for env in SHIPPED:
+        text = (ENVIRONMENTS / f"{env}.yaml").read_text()
+        assert ".localcloud" not in text and "198.51.100.1" not in text, env
+        spec = EnvSpec.model_validate(yaml.safe_load(text))
+        key, = spec.ssh_keys
+        assert (key.public_key_env, key.public_key_file) == ("SSH_PUBLIC_KEY", "~/.ssh/id_ed25519.pub")
+        assert specmod.placeholder_cidrs(spec) == ["203.0.113.0/24"], "a documentation range until a team edits it"
+
+
+def test_admin_key_from_env_var_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = specmod.SSHKeySpec(name="admin", public_key_env="SSH_PUBLIC_KEY", public_key_file="k.pub")
+    monkeypatch.delenv("SSH_PUBLIC_KEY", raising=False)
+    with pytest.raises(UserError) as exc:
+        key.resolve(tmp_path)
+    message = str(exc.value)
+    assert message.startswith("ssh_keys.admin: $SSH_PUBLIC_KEY is not set and cannot read ") and "\n" not in message
+    assert "export SSH_PUBLIC_KEY=" in message and "ssh-keygen -t ed25519" in message
     (tmp_path / "k.pub").write_text(KEY + "\n")
-    assert specmod.SSHKeySpec(name="a", public_key_file="k.pub").resolve(tmp_path) == KEY
+    assert key.resolve(tmp_path) == KEY
+    other = KEY.replace("test@nornos", "ci@nornos")
+    monkeypatch.setenv("SSH_PUBLIC_KEY", other + "\n")
+    assert key.resolve(tmp_path) == other, "the CI secret wins over the file"
+    monkeypatch.setenv("SSH_PUBLIC_KEY", "  ")
+    assert key.resolve(tmp_path) == KEY, "an empty variable counts as unset"
+
+
+def test_default_key_file_is_in_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519.pub").write_text(KEY + "\n")
+    assert specmod.SSHKeySpec(name="admin").resolve(tmp_path / "environments") == KEY
+
+
+def test_a_pasted_private_key_is_refused_and_never_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+    monkeypatch.setenv("SSH_PUBLIC_KEY", secret)
+    with pytest.raises(UserError) as exc:
+        specmod.SSHKeySpec(name="admin", public_key_env="SSH_PUBLIC_KEY").resolve(tmp_path)
+    assert str(exc.value) == ("ssh_keys.admin: $SSH_PUBLIC_KEY is not an SSH public key (one line such as "
+                              "'ssh-ed25519 AAAA... you@host')")
+    for bad in ("ssh-ed25519", "ssh-ed25519 not-base64!", "ssh-dss AAAAB3NzaC1kc3MAAACBAP"):
+        with pytest.raises(UserError, match="is not an SSH public key"):
+            specmod.SSHKeySpec(name="admin", public_key=bad).resolve(tmp_path)
+
+
+def test_overrides_merge_mappings_and_replace_lists(tmp_path: Path) -> None:
+    path = tmp_path / "dev.yaml"
+    path.write_text(yaml.safe_dump(shipped_raw("dev")))
+    spec = specmod.load(path, {"admin_cidrs": ["198.51.100.1/32"], "sops": {"dir": "/x"},
+                               "backups": {"s3_bucket": "nornos-dev-backups"}})
+    assert [str(c) for c in spec.admin_cidrs] == ["198.51.100.1/32"]
+    assert spec.sops.dir == "/x" and spec.sops.age_key_file is None
+    assert spec.backups.s3_bucket == "nornos-dev-backups"
+    assert spec.backups.s3_endpoint == "https://fsn1.your-objectstorage.com", "kept from the env file"
+    with pytest.raises(SpecError) as exc:
+        specmod.load(path, {"admin_cidrs": ["0.0.0.0/0"]}, "o.yaml")
+    assert exc.value.source == f"{path} with o.yaml"
+
+
+def test_placeholders_are_documentation_ranges(tmp_path: Path) -> None:
+    raw = shipped_raw("dev")
+    raw["admin_cidrs"] = ["198.51.100.1/32", "10.8.0.0/16", "2001:db8:1::/48", "2a01:4f8::/32"]
+    assert specmod.placeholder_cidrs(load_raw(raw, tmp_path)) == ["198.51.100.1/32", "2001:db8:1::/48"]
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -95,11 +151,13 @@ def _drop(key: str) -> Callable[[dict[str, Any]], None]:
 CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
     # unknown keys, with the keys that are allowed at that place
     ("unknown top-level key", _set("locaton", "fsn1"), "locaton: unknown key (check its spelling); known keys "
-     "here: admin_cidrs, fallback_locations, image, load_balancer, location,"),
+     "here: admin_cidrs, backups, fallback_locations, image, k3s, load_balancer, location,"),
     ("unknown pool key", _set("pools.workers.size", 3), "pools.workers.size: unknown key (check its spelling); "
      "known keys here: count, image, labels, role, server_type, taints, volume_gb"),
     ("unknown ssh key key", _set("ssh_keys.0.comment", "x"), "ssh_keys.0.comment: unknown key (check its "
-     "spelling); known keys here: name, public_key, public_key_file"),
+     "spelling); known keys here: name, private_key_file, public_key, public_key_env, public_key_file"),
+    ("unknown backups key", _set("backups.bucket", "x"), "backups.bucket: unknown key (check its spelling); known "
+     "keys here: s3_bucket, s3_endpoint"),
     ("unknown network key", _set("network.cidr", "10.0.0.0/16"), "network.cidr: unknown key (check its "
      "spelling); known keys here: ip_range, subnet, zone"),
     ("unknown load balancer key", _set("load_balancer.port", 80), "load_balancer.port: unknown key"),
@@ -172,10 +230,17 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
     # ssh keys
     ("duplicate ssh key names", lambda r: r["ssh_keys"].append(dict(r["ssh_keys"][0])), "ssh_keys: names must be "
      "unique"),
-    ("ssh key with both sources", _set("ssh_keys.0.public_key_file", "~/.ssh/id.pub"), "ssh_keys.0: give exactly "
-     "one of public_key or public_key_file"),
-    ("ssh key with no source", _set("ssh_keys.0.public_key", ""), "ssh_keys.0: give exactly one of public_key or "
-     "public_key_file"),
+    ("ssh key inline and from a file", _set("ssh_keys.0.public_key_file", "~/.ssh/id.pub"), "ssh_keys.0: give "
+     "public_key alone, or public_key_env and/or public_key_file"),
+    ("ssh key empty", _set("ssh_keys.0.public_key", " "), "ssh_keys.0.public_key: is empty; paste the key, or use "
+     "public_key_env or public_key_file"),
+    ("ssh key env name", lambda r: r["ssh_keys"].__setitem__(0, {"name": "admin", "public_key_env": "SSH KEY"}),
+     "ssh_keys.0.public_key_env: 'SSH KEY' is not an environment variable name"),
+    # backups
+    ("bucket name", _set("backups", {"s3_endpoint": "https://x.example", "s3_bucket": "My_Bucket"}),
+     "backups.s3_bucket: 'My_Bucket' is not a bucket name"),
+    ("bucket without https endpoint", _set("backups", {"s3_endpoint": "http://x", "s3_bucket": "nornos-dev"}),
+     "backups.s3_endpoint: give the object storage's https:// URL"),
     # load balancer
     ("kube API port as a service", _set("load_balancer.services", [80, 443, 6443]), "load_balancer.services: 6443 "
      "is the Kubernetes API; remove it and set load_balancer.kube_api: true"),

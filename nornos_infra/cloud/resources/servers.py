@@ -1,6 +1,10 @@
 """Servers of each pool. A changed type is a planned resize (power off, change_type, power
 on); a server in a location the spec no longer allows is replaced; the image only matters
-when a server is created (existing servers are never rebuilt behind anyone's back)."""
+when a server is created (existing servers are never rebuilt behind anyone's back).
+
+Each new server gets an SSH host key made here (nornos_infra/host_keys.py): the private half
+in its user_data, the public half in its label. user_data exists only at create time (the
+API never returns it), so it is not compared: an existing server is never replaced for it."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 from hcloud import APIException
 
+from nornos_infra import host_keys
 from nornos_infra.cloud.model import Change, Desired, Observed, Op, Step
 from nornos_infra.cloud.resources.base import Ctx, Index, Kind, Verdict
 from nornos_infra.errors import UserError
@@ -31,6 +36,7 @@ class Servers(Kind):
             "public_ipv4": ((raw.get("public_net") or {}).get("ipv4") or {}).get("ip"),
             "private_ips": {index.name("network", p["network"]) or str(p["network"]): p["ip"]
                             for p in raw.get("private_net", [])},
+            "host_key": host_keys.from_label((raw.get("labels") or {}).get(host_keys.LABEL)),
         }
 
     def summary(self, want: Desired) -> str:
@@ -59,8 +65,13 @@ class Servers(Kind):
 
     def create(self, ctx: Ctx, want: Desired) -> int:
         w = want.settings
+        # one key for every attempt below: a retried POST whose first reply was lost creates the
+        # server with this key, and adopting it keeps the label it was created with
+        host_key = host_keys.generate()
         body: dict[str, Any] = {
-            "name": want.name, "server_type": w["server_type"], "image": w["image"], "labels": want.labels,
+            "name": want.name, "server_type": w["server_type"], "image": w["image"],
+            "labels": {**want.labels, host_keys.LABEL: host_key.label_value},
+            "user_data": host_keys.cloud_config(host_key),
             "ssh_keys": [ctx.index.id("ssh_key", k) for k in w["ssh_keys"]],
             "networks": [ctx.index.id("network", n) for n in w["networks"]],
             "placement_group": ctx.index.id("placement_group", w["placement_group"]),
