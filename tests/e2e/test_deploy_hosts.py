@@ -392,8 +392,8 @@ def test_every_role_comes_back_after_a_reboot(deployed: Env, rows_before_reboots
                                "from reboot_check") == rows_before_reboots
         _reachability_as_designed(deployed)
     # PostgreSQL waited for its volume: its data directory is on the volume, not the root disk
-    assert deployed.on(PG, "findmnt -n -o FSTYPE,TARGET --target /mnt/postgres-data/pgdata") == \
-        "ext4 /mnt/postgres-data"
+    assert deployed.on(PG, "findmnt -n -o FSTYPE,TARGET --target /mnt/postgres-data/pgdata").split() == \
+        ["ext4", "/mnt/postgres-data"]
 
 
 def test_every_host_comes_back_after_a_power_cycle(deployed: Env, rows_before_reboots: str) -> None:
