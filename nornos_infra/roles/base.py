@@ -59,6 +59,9 @@ def base() -> None:
                           dest="/etc/ssh/sshd_config.d/50-nornos.conf", mode="644")
     server.shell(name="SSH: check the configuration", commands=["sshd -t"], _if=sshd.did_change)
     systemd.service(name="SSH: reload", service="ssh", reloaded=True, _if=sshd.did_change)
+    # enabled explicitly: a host must come back with them after any reboot (the backups need cron)
+    for service in ("ssh", "cron"):
+        systemd.service(name=f"{service}: enabled at boot", service=service, running=True, enabled=True)
 
     journald = files.put(name="journald limits", src=str(TEMPLATES / "journald_nornos.conf"),
                          dest="/etc/systemd/journald.conf.d/50-nornos.conf", mode="644", create_remote_dir=True)
