@@ -38,14 +38,18 @@ def deployment_status(dep: Obj) -> RolloutStatus:
         if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
             return RolloutStatus(False, True,
                                  f"deployment {name} exceeded its progress deadline: {cond.get('message', '')}")
+    # why pods are not coming (Pod Security admission, quota): kubectl keeps waiting, and so do we,
+    # but the message says it instead of only counting replicas
+    why = next((f" (ReplicaFailure: {cond.get('message', '')})" for cond in status.get("conditions") or []
+                if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True"), "")
     wanted = spec.get("replicas")
     updated = int(status.get("updatedReplicas") or 0)
     replicas = int(status.get("replicas") or 0)
     available = int(status.get("availableReplicas") or 0)
     if wanted is not None and updated < int(wanted):
-        return RolloutStatus(False, False, f"{updated} out of {wanted} new replicas have been updated")
+        return RolloutStatus(False, False, f"{updated} out of {wanted} new replicas have been updated{why}")
     if replicas > updated:
-        return RolloutStatus(False, False, f"{replicas - updated} old replicas are pending termination")
+        return RolloutStatus(False, False, f"{replicas - updated} old replicas are pending termination{why}")
     if available < updated:
-        return RolloutStatus(False, False, f"{available} of {updated} updated replicas are available")
+        return RolloutStatus(False, False, f"{available} of {updated} updated replicas are available{why}")
     return RolloutStatus(True, False, f"successfully rolled out ({available} available)")
