@@ -11,8 +11,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 EPILOG = """\
 environment:
-  HCLOUD_TOKEN     API token (else the hcloud CLI's active context)
-  HCLOUD_ENDPOINT  API endpoint (default https://api.hetzner.cloud/v1; localcloud: http://127.0.0.1:8700/v1)
+  HCLOUD_TOKEN       API token (else the hcloud CLI's active context)
+  HCLOUD_ENDPOINT    API endpoint (default https://api.hetzner.cloud/v1; localcloud: http://127.0.0.1:8700/v1)
+  SSH_PUBLIC_KEY     the admin public key when the env file names it (public_key_env); else its
+                     public_key_file, default ~/.ssh/id_ed25519.pub
+  NORNOS_OVERRIDES   a YAML file of env-file keys merged over the env file (localcloud writes
+                     .localcloud/overrides.yaml: its admin key and address)
+
+output:
+  inventories/<env>.py           the pyinfra inventory: pyinfra -y inventories/<env>.py deploys/all.py
+  inventories/<env>.known_hosts  the servers' SSH host keys, pinned when they were created
 
 exit status:
   0 done (or nothing to do); 1 error, nothing more changed; 2 changes pending (--detailed-exitcode, --check)

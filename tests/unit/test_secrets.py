@@ -66,3 +66,24 @@ def test_second_env_reuses_the_recipients(tmp_path: Path, keyfile: Path) -> None
     secrets.init("staging", tmp_path)
     assert secrets.recipients(tmp_path) == [secrets.ensure_identity()]
     assert secrets.load("staging", tmp_path)["k3s_token"] != secrets.load("dev", tmp_path)["k3s_token"]
+
+
+def test_a_deploy_finds_secrets_where_its_inventory_says(tmp_path: Path, keyfile: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside pyinfra the inventory's sops_dir / sops_age_key_file win (the bare command needs no
+    variables); outside a deploy the variables and defaults apply as before."""
+    from types import SimpleNamespace
+
+    from pyinfra.context import ctx_host
+
+    demo = tmp_path / "lc"
+    secrets.init("dev", demo / "secrets", identity=demo / "age.txt")
+    assert not keyfile.exists(), "the given identity, not $SOPS_AGE_KEY_FILE"
+    monkeypatch.setenv("NORNOS_SECRETS_DIR", str(tmp_path / "elsewhere"))
+    host = SimpleNamespace(data={"sops_dir": str(demo / "secrets"), "sops_age_key_file": str(demo / "age.txt")})
+    with ctx_host.use(host):
+        assert secrets.secrets_dir() == demo / "secrets" and secrets.age_key_file() == demo / "age.txt"
+        assert len(secrets.load("dev")["k3s_token"]) == 64
+    with ctx_host.use(SimpleNamespace(data={"sops_dir": None})):
+        assert secrets.secrets_dir() == tmp_path / "elsewhere" and secrets.age_key_file() == keyfile
+    assert secrets.secrets_dir() == tmp_path / "elsewhere" and secrets.age_key_file() == keyfile
