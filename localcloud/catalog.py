@@ -1,8 +1,8 @@
 """The Hetzner catalogue localcloud serves: locations, datacenters, server and load
 balancer types, system images and prices.
 
-Data: ``data/catalog.json``, copied from the project's checked reference
-(../shared/reference/catalog.json; sources for every figure in ``data/catalog-sources.md``).
+Data: ``data/catalog.json``, the project's checked copy of Hetzner's catalogue (sources for
+every figure in ``data/catalog-sources.md``).
 Retired types (cx11..cx51) are listed with their deprecation, as the real API lists
 deprecated types until it drops them; they cannot be ordered.
 """

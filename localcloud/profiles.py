@@ -1,7 +1,7 @@
 """How long actions take: latency profiles and the time-scale factor.
 
-``realistic`` holds the timings observed on the real service
-(../shared/reference/hcloud-api-notes.md, "Observed timings"); it is for benchmarks and
+``realistic`` holds the timings observed on the real service (docs/DESIGN.md, "Facts the
+code relies on"); it is for benchmarks and
 for rehearsing the real pace. ``fast`` keeps the same order of events at a fraction of a
 second, for tests. The time scale multiplies either (0 makes every action due at once;
 it still starts ``running`` and is finished by the next request).

@@ -68,7 +68,7 @@ def base() -> None:
     systemd.service(name="journald: restart", service="systemd-journald", restarted=True, _if=journald.did_change)
 
     wanted = sysctls_for(role)
-    # in a container only the network namespace's own net.* keys can be set (test-hosts.md)
+    # in a container only the network namespace's own net.* keys can be set (docs/DESIGN.md, facts)
     applicable = {k: v for k, v in wanted.items() if not in_container or k.startswith("net.")}
     skipped = sorted(set(wanted) - set(applicable))
     if skipped:
