@@ -302,8 +302,9 @@ def check(c: Context, env: str = "dev", key: str = "") -> None:
 
 @task(help={"env": "environment", "dry": "only show what would change (--dry --diff)"})
 def configure(c: Context, env: str = "dev", dry: bool = False) -> None:
-    """Run every host role: pyinfra inventories/<env>.py deploys/all.py (nothing added: the
-    inventory names the user, key, pinned host keys and where the secrets are)."""
+    """Run every host role: the bare pyinfra -y inventories/<env>.py deploys/all.py.
+
+    Nothing is added: the inventory names the user, key, pinned host keys and the secrets."""
     if not _inventory(env).exists():
         sys.exit(f"configure: {_inventory(env)} does not exist; run `invoke provision --env {env}` first")
     flags = "--dry --diff" if dry else "-y"
