@@ -2,6 +2,10 @@
 
 A :class:`Body` reads typed fields and collects every problem, then :meth:`Body.check`
 raises one invalid_input that names them all, as the real API does.
+
+``null`` is refused for every field unless the reader says ``nullable=True``: the spec allows
+it only for a few (a firewall rule's description, DNS pointers, a health check's domain, a
+server's public_net ipv4/ipv6, a primary IP's assignee_id); an absent field is another matter.
 """
 
 from __future__ import annotations
@@ -32,17 +36,21 @@ class Body:
     def problem(self, key: str, message: str) -> None:
         self.problems.setdefault(self.prefix + key, []).append(message)
 
-    def _get(self, key: str, required: bool) -> Any:
+    def _get(self, key: str, required: bool, nullable: bool = False) -> Any:
         value = self.data.get(key, _MISSING)
-        if value is _MISSING or value is None:
+        if value is None:
+            if not nullable or required:
+                self.problem(key, "must not be null")
+            return _MISSING
+        if value is _MISSING:
             if required:
-                self.problem(key, "is required" if value is _MISSING else "must not be null")
+                self.problem(key, "is required")
             return _MISSING
         return value
 
     def string(self, key: str, required: bool = False, default: str | None = None,
-            choices: tuple[str, ...] | None = None, max_len: int | None = None) -> Any:
-        value = self._get(key, required)
+            choices: tuple[str, ...] | None = None, max_len: int | None = None, nullable: bool = False) -> Any:
+        value = self._get(key, required, nullable)
         if value is _MISSING:
             return default
         if not isinstance(value, str):
@@ -65,8 +73,8 @@ class Body:
         return value
 
     def integer(self, key: str, required: bool = False, default: int | None = None,
-            minimum: int | None = None, maximum: int | None = None) -> Any:
-        value = self._get(key, required)
+            minimum: int | None = None, maximum: int | None = None, nullable: bool = False) -> Any:
+        value = self._get(key, required, nullable)
         if value is _MISSING:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
@@ -142,8 +150,8 @@ class Body:
             return None
         return value
 
-    def ip(self, key: str, required: bool = False) -> Any:
-        value = self.string(key, required=required)
+    def ip(self, key: str, required: bool = False, nullable: bool = False) -> Any:
+        value = self.string(key, required=required, nullable=nullable)
         if value is None:
             return None
         try:

@@ -70,12 +70,14 @@ def register_action_routes(collection: str, rtype: str) -> None:
     route("GET", f"/{collection}/{{id}}/actions/{{action_id}}")(get_for)
 
 
-def change_protection(req: Request, rtype: str, keys: tuple[str, ...] = ("delete",)) -> Reply:
-    """POST .../actions/change_protection: flags change at once, the action is already done."""
+def change_protection(req: Request, rtype: str, keys: tuple[str, ...] = ("delete",),
+                      required: tuple[str, ...] = ()) -> Reply:
+    """POST .../actions/change_protection: flags change at once, the action is already done.
+    ``required``: the flags the spec requires for this resource (primary IPs: delete)."""
     cloud = req.cloud
     doc = cloud.get(rtype, req.id())
     body = Body(req.body)
-    values = {k: body.boolean(k) for k in keys}
+    values = {k: body.boolean(k, required=k in required) for k in keys}
     body.check()
     for key, value in values.items():
         if value is not None:

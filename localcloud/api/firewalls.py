@@ -199,7 +199,7 @@ def _read_rule(data: Any, prefix: str) -> tuple[Body, Doc | None]:
     direction = body.string("direction", required=True, choices=DIRECTIONS)
     protocol = body.string("protocol", required=True, choices=PROTOCOLS)
     port = body.string("port")
-    description = body.string("description", max_len=DESCRIPTION_MAX)
+    description = body.string("description", max_len=DESCRIPTION_MAX, nullable=True)
     source_ips = _read_cidrs(body, "source_ips")
     destination_ips = _read_cidrs(body, "destination_ips")
     if protocol in PORT_PROTOCOLS:

@@ -267,12 +267,14 @@ def _read_health_http(hb: Body, current: Doc) -> Doc:
 
 
 def _read_health_check(hcb: Body, current: Doc) -> Doc:
+    """A health check as given: the spec requires all of protocol, port, interval, timeout and
+    retries whenever one is sent (in a create, add_service and update_service alike)."""
     hc = copy.deepcopy(current)
-    protocol = hcb.string("protocol", choices=("tcp", "http"))
+    protocol = hcb.string("protocol", required=True, choices=("tcp", "http"))
     if protocol is not None:
         hc["protocol"] = protocol
     for key, lo, hi in (("port", 1, 65535), ("interval", 3, 60), ("timeout", 1, 60), ("retries", 1, 5)):
-        value = hcb.integer(key, minimum=lo, maximum=hi)
+        value = hcb.integer(key, required=True, minimum=lo, maximum=hi)
         if value is not None:
             hc[key] = value
     hb = hcb.object("http")
@@ -328,16 +330,17 @@ def read_service(cloud: Cloud, data: Any, prefix: str = "", current: Doc | None 
     if protocol is not None:
         svc["protocol"] = protocol
     proto = svc.get("protocol") or "tcp"
-    if current is None:
-        listen = _port(body, "listen_port", required=proto == "tcp")
+    new = current is None  # a create or add_service: the spec requires the whole service
+    if new:
+        listen = _port(body, "listen_port", required=True)
         svc["listen_port"] = listen if listen is not None else DEFAULT_LISTEN_PORT.get(proto, 0)
-    destination = _port(body, "destination_port", required=current is None and proto == "tcp")
+    destination = _port(body, "destination_port", required=new)
     if destination is not None:
         svc["destination_port"] = destination
     svc.setdefault("destination_port", 80)
-    proxy = body.boolean("proxyprotocol")
+    proxy = body.boolean("proxyprotocol", required=new)
     svc["proxyprotocol"] = proxy if proxy is not None else bool(svc.get("proxyprotocol", False))
-    hcb = body.object("health_check")
+    hcb = body.object("health_check", required=new)
     hc = svc.get("health_check") or default_health_check(proto, svc["destination_port"])
     if hcb is not None:
         hc = _read_health_check(hcb, hc)

@@ -189,7 +189,7 @@ def create_primary_ip(req: Request) -> Reply:
     ip_type = body.string("type", required=True, choices=("ipv4", "ipv6"))
     location_ref = body.id_or_name("location")
     body.string("assignee_type", choices=("server",))
-    assignee_id = body.integer("assignee_id")
+    assignee_id = body.integer("assignee_id", nullable=True)
     auto_delete = body.boolean("auto_delete", default=False)
     labels = body.labels()
     body.check()
@@ -297,7 +297,7 @@ def change_dns_ptr(req: Request) -> Reply:
     doc = cloud.get(KIND, req.id(), "primary IP")
     body = Body(req.body)
     ip = body.ip("ip", required=True)
-    dns_ptr = body.string("dns_ptr", max_len=255)
+    dns_ptr = body.string("dns_ptr", max_len=255, nullable=True)
     body.check()
     if not contains(doc, ip):
         raise errors.invalid_field("ip", f"{ip} does not belong to primary IP {doc['id']}")
@@ -309,7 +309,7 @@ def change_dns_ptr(req: Request) -> Reply:
 
 @route("POST", "/primary_ips/{id}/actions/change_protection")
 def change_primary_ip_protection(req: Request) -> Reply:
-    return change_protection(req, KIND, ("delete",))
+    return change_protection(req, KIND, ("delete",), required=("delete",))
 
 
 register_action_routes("primary_ips", KIND)

@@ -381,8 +381,8 @@ def create_server(req: Request) -> Reply:
     if pn is not None:
         enable_ipv4 = pn.boolean("enable_ipv4", default=True)
         enable_ipv6 = pn.boolean("enable_ipv6", default=True)
-        ipv4_id = pn.integer("ipv4")
-        ipv6_id = pn.integer("ipv6")
+        ipv4_id = pn.integer("ipv4", nullable=True)
+        ipv6_id = pn.integer("ipv6", nullable=True)
         body.merge(pn)
     if user_data is not None and len(user_data.encode()) > USER_DATA_MAX:
         body.problem("user_data", "must be at most 32 KiB")
@@ -754,7 +754,7 @@ def change_dns_ptr(req: Request) -> Reply:
     doc = _server(req)
     body = Body(req.body)
     ip = body.ip("ip", required=True)
-    dns_ptr = body.string("dns_ptr", max_len=255)
+    dns_ptr = body.string("dns_ptr", max_len=255, nullable=True)
     body.check()
     cloud.ensure_unlocked(KIND, doc["id"])
     for pid in (doc["public_net"].get("_ipv4"), doc["public_net"].get("_ipv6")):

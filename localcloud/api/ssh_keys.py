@@ -50,10 +50,11 @@ def create_ssh_key(req: Request) -> Reply:
     name = body.name()
     public_key = body.string("public_key", required=True)
     labels = body.labels()
-    fp = fingerprint(public_key) if public_key else None
-    if public_key and fp is None:
+    fp = fingerprint(public_key) if public_key is not None else None
+    if public_key is not None and fp is None:  # an empty key too: a key always has a fingerprint
         body.problem("public_key", "is not a valid SSH public key")
     body.check()
+    assert fp is not None and public_key is not None
     cloud.ensure_limit("ssh_keys", KIND)
     cloud.ensure_unique_name(KIND, name)
     for existing in cloud.store.all(KIND):

@@ -251,12 +251,12 @@ def test_client_retries_429_and_recovers_when_the_budget_refills(client: Client,
     # 3600/h refills one request per second; with none left the first try gets 429, and the
     # client's first back-off sleeps exactly 1 s (uniform(1, 1)), after which one is available.
     localcloud.side("PUT", "config", {"rate_limit": 3600, "rate_limit_remaining": 0})
-    started = time.monotonic()
     assert len(client.locations.get_all()) >= 3
-    took = time.monotonic() - started
-    log = [(e["status"], e["code"]) for e in localcloud.requests_log()]
-    assert log == [(429, "rate_limit_exceeded"), (200, None)]
-    assert 1.0 <= took < 5
+    entries = localcloud.requests_log()
+    assert [(e["status"], e["code"]) for e in entries] == [(429, "rate_limit_exceeded"), (200, None)]
+    # the retry waited for the refill (a lower bound the client's sleep guarantees; how long a whole
+    # recovery takes on this machine is a figure for benchmarks/timing_bench.py, not a pass/fail limit)
+    assert entries[1]["time"] - entries[0]["time"] >= 1.0
 
 
 # -- fault injection -------------------------------------------------------------------------
@@ -292,15 +292,14 @@ def test_injected_errors_come_after_auth_and_routing(fresh: LocalCloud) -> None:
 
 def test_injected_latency(client: Client, localcloud: LocalCloud, fresh_log: None) -> None:
     localcloud.side("PUT", "faults", {"latency": [{"method": "GET", "path": "/locations*", "seconds": 0.3}]})
-    started = time.monotonic()
     client.locations.get_all()
-    slow = time.monotonic() - started
-    started = time.monotonic()
     client.ssh_keys.get_all()
-    fast = time.monotonic() - started
-    assert slow >= 0.3 and fast < 0.3
+    # the rule delayed the request it matches and no other (counted, not timed); the delay itself is
+    # a lower bound: a sleep is never shorter
+    assert localcloud.side("GET", "faults")["latency"][0]["fired"] == 1
     durations = {e["route"]: e["duration_ms"] for e in localcloud.requests_log()}
-    assert durations["GET /locations"] >= 300 > durations["GET /ssh_keys"]
+    assert sorted(durations) == ["GET /locations", "GET /ssh_keys"]
+    assert durations["GET /locations"] >= 300
 
 
 def test_dropped_connection_raises_connection_error_without_retry(client: Client, localcloud: LocalCloud,

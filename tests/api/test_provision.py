@@ -32,6 +32,7 @@ class Provisioner:
         data = yaml.safe_load((ROOT / "environments" / f"{source}.yaml").read_text())
         data["name"] = name
         data["ssh_keys"] = [{"name": "admin", "public_key": KEY}]
+        data["admin_cidrs"] = [f"{ADMIN_IP}/32"]  # the shipped files hold a placeholder: this machine instead
         data["admin_cidrs"] = [f"{ADMIN_IP}/32"]  # localcloud's admin address, as its overrides give it
         for key, value in changes.items():
             data[key] = value
@@ -92,8 +93,17 @@ def test_dev_from_nothing_then_nothing_to_do(prov: Provisioner) -> None:
     assert volume["size"] == 50 and volume["server"] == servers["nornos-dev-postgres-1"]["id"]
     lb, = prov.resources("load_balancer")
     assert lb["private_net"] and {s["listen_port"] for s in lb["services"]} == {80, 443}
-    firewalls = prov.resources("firewall")
-    assert all(a["type"] == "label_selector" for f in firewalls for a in f["applied_to"])
+    # each role's firewall applied by its selector alone, and reaching exactly that role's servers
+    firewalls = {f["name"]: f for f in prov.resources("firewall")}
+    roles = {"k3s-server": "k3s_server", "k3s-agent": "k3s_agent", "postgres": "postgres", "redis": "redis"}
+    assert sorted(firewalls) == sorted(f"nornos-dev-{r}" for r in roles)
+    for suffix, role in roles.items():
+        applied, = firewalls[f"nornos-dev-{suffix}"]["applied_to"]
+        assert applied["type"] == "label_selector"
+        assert applied["label_selector"]["selector"] == f"nornos.io/env=dev,nornos.io/role={role}"
+        reached = sorted(r["server"]["id"] for r in applied["applied_to_resources"])
+        assert reached and reached == sorted(srv["id"] for srv in servers.values()
+                                             if srv["labels"]["nornos.io/role"] == role)
     inventory = (prov.inv_dir / "dev.py").read_text()
     assert "nornos-dev-postgres-1" in inventory and "k3s_servers" in inventory
 
@@ -138,6 +148,8 @@ def test_drift_is_reported_and_repaired(prov: Provisioner) -> None:
     prov.write_env("dev")
     ok(prov.run("dev"))
     fw = next(f for f in prov.resources("firewall") if f["name"] == "nornos-dev-postgres")
+    intended = fw["rules"]
+    assert [(r["direction"], r["protocol"], r["port"]) for r in intended] == [("in", "tcp", "22")]
     rules = fw["rules"] + [{"direction": "in", "protocol": "tcp", "port": "5432", "source_ips": ["0.0.0.0/0"],
                             "destination_ips": [], "description": "oops"}]
     requests.post(f"{prov.lc.endpoint}/firewalls/{fw['id']}/actions/set_rules", json={"rules": rules},
@@ -146,7 +158,7 @@ def test_drift_is_reported_and_repaired(prov: Provisioner) -> None:
     assert check.returncode == 2 and "rules differ" in check.stdout
     ok(prov.run("dev"))
     fw = next(f for f in prov.resources("firewall") if f["name"] == "nornos-dev-postgres")
-    assert all(r["port"] != "5432" for r in fw["rules"])
+    assert fw["rules"] == intended  # the stray rule gone and the intended one still there (not "no rules")
     assert prov.run("dev", "--check").returncode == 0
 
 

@@ -36,3 +36,13 @@ def test_bad_key_and_labels_are_invalid_input(client: Client) -> None:
     assert exc.value.code == "invalid_input"
     names = {f["name"] for f in exc.value.details["fields"]}
     assert names == {"public_key", "labels"}
+
+
+@pytest.mark.parametrize("public_key", ["", "   ", "ssh-ed25519", "ssh-ed25519 !!!not-base64"])
+def test_an_empty_or_malformed_key_is_refused_never_stored_without_a_fingerprint(client: Client,
+                                                                               public_key: str) -> None:
+    with pytest.raises(APIException) as exc:
+        client.ssh_keys.create(name="empty", public_key=public_key)
+    assert exc.value.code == "invalid_input"
+    assert exc.value.details == {"fields": [{"name": "public_key", "messages": ["is not a valid SSH public key"]}]}
+    assert client.ssh_keys.get_all() == []
