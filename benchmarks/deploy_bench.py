@@ -49,6 +49,7 @@ class Bench:
         public_key = ensure_keypair(self.key)
         data: dict[str, Any] = yaml.safe_load((ROOT / "environments" / "dev.yaml").read_text())
         data["ssh_keys"] = [{"name": "admin", "public_key_file": str(public_key)}]
+        data["admin_cidrs"] = ["198.51.100.1/32"]  # localcloud: this machine on the public side
         (tmp / "env").mkdir()
         (tmp / "env" / "dev.yaml").write_text(yaml.safe_dump(data))
         self.lc = control.up(tmp / "lc", port=0, extra=["--hosts", "nspawn", "--time-scale", "0.2"])

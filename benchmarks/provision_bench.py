@@ -64,6 +64,7 @@ class Bench:
         data = yaml.safe_load((ROOT / "environments" / f"{source}.yaml").read_text())
         data["name"] = name
         data["ssh_keys"] = [{"name": "admin", "public_key": KEY}]
+        data["admin_cidrs"] = ["198.51.100.1/32"]  # localcloud: this machine on the public side
         data["protection"] = False
         if pools is not None:
             data["pools"] = pools

@@ -48,6 +48,7 @@ def test_dev_on_real_machines(hosted: tuple[LocalCloud, Path]) -> None:
     public_key = ensure_keypair(work / "ssh" / "id_ed25519")
     data: dict[str, Any] = yaml.safe_load((ROOT / "environments" / "dev.yaml").read_text())
     data["ssh_keys"] = [{"name": "admin", "public_key_file": str(public_key)}]
+    data["admin_cidrs"] = ["198.51.100.1/32"]  # localcloud: this machine on the public side
     (work / "environments").mkdir()
     (work / "environments" / "dev.yaml").write_text(yaml.safe_dump(data))
 
