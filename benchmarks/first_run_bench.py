@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/first_run_bench.py [--cold 5] [--warm 10] [--repo URL]
 
-Root on Linux, nothing else using real hosts (it waits for /tmp/nornos-realhosts.lock, the
-lock the project's own scripts take around real machines). Each run clones the repository
+Root on Linux. Only one localcloud with real hosts can run on a machine; each run takes the
+advisory lock /tmp/nornos-realhosts.lock (take it too around other real-host work here, e.g.
+``flock /tmp/nornos-realhosts.lock scripts/test.sh tests/e2e``). Each run clones the repository
 (HEAD of this checkout by default) into a new directory and runs the quick start there:
 bootstrap (the clone's own .venv), the real machines' packages, localcloud with real Debian
 machines, provision dev, the deploy and the reachability probes. Then it stops that
@@ -115,14 +116,13 @@ def main() -> int:
     args.logs.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     again = ""
-    with LOCK.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for i, kind in enumerate(["cold"] * args.cold + ["warm"] * args.warm, start=1):
+    for i, kind in enumerate(["cold"] * args.cold + ["warm"] * args.warm, start=1):
+        with LOCK.open("a") as lock:  # per run: others' real-host tests can go in between
+            fcntl.flock(lock, fcntl.LOCK_EX)
             run, second = one_run(kind, args.repo, args.logs, i, check_again=not again)
-            again = again or second
-            runs.append(run)
-            print(f"run {i:2} {kind}: {'ok    ' if run.ok else 'FAILED'} {run.seconds:6.1f} s  {run.where}",
-                  flush=True)
+        again = again or second
+        runs.append(run)
+        print(f"run {i:2} {kind}: {'ok    ' if run.ok else 'FAILED'} {run.seconds:6.1f} s  {run.where}", flush=True)
     print(f"\nlogs in {args.logs}")
     for kind in ("cold", "warm"):
         mine = [r for r in runs if r.kind == kind]
