@@ -16,7 +16,8 @@ import traceback
 from collections import Counter
 from typing import Any, NoReturn
 
-from aiohttp import web
+from aiohttp import web, web_protocol
+from aiohttp.web_request import BaseRequest
 
 import localcloud.api  # noqa: F401  (registers the routes)
 from localcloud import errors
@@ -29,6 +30,8 @@ from localcloud.router import Reply, Request, resolve
 log = logging.getLogger("localcloud")
 CLOUD = web.AppKey("cloud", Cloud)
 TICK_SECONDS = 0.05
+MAX_BODY = 16 * 1024 * 1024  # bytes; a larger body is refused with 413
+MAX_JSON_DEPTH = 32  # nesting levels; the API's deepest bodies use 5
 
 
 def _json_response(status: int, body: dict[str, Any] | None, headers: dict[str, str]) -> web.Response:
@@ -91,12 +94,7 @@ def _dispatch(cloud: Cloud, request: web.Request, method: str, path: str, entry:
         for rule in cloud.faults.errors:
             if rule.applies(method, path, cloud.rng):
                 raise errors.ApiError(rule.code, f"{rule.code} (injected fault)")
-        body: Any = None
-        if raw.strip():
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise errors.ApiError("json_error", f"invalid JSON in request body: {exc}") from exc
+        body = parse_body(raw)
         query: dict[str, list[str]] = {}
         for key, value in request.query.items():
             query.setdefault(key, []).append(value)
@@ -106,9 +104,40 @@ def _dispatch(cloud: Cloud, request: web.Request, method: str, path: str, entry:
                 return route.handler(Request(cloud, method, path, params, query, body))
     except errors.ApiError as exc:
         return _error_reply(exc)
+    except RecursionError:  # input nested beyond what a handler walks: the client's mistake
+        return _error_reply(errors.ApiError("invalid_input", "request nests too deeply"))
     except Exception:  # a bug in localcloud: answer like the real API, keep the trace in the log
         log.error("internal error on %s %s\n%s", method, path, traceback.format_exc())
         return _error_reply(errors.ApiError("server_error", "internal server error"))
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body as JSON, or json_error: not UTF-8, not JSON, NaN/Infinity (not JSON either),
+    or nested deeper than :data:`MAX_JSON_DEPTH` (never a RecursionError further in)."""
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.ApiError("json_error", "request body is not UTF-8") from None
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        body = json.loads(text, parse_constant=no_constant)
+    except RecursionError:
+        raise errors.ApiError("json_error", f"request body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise errors.ApiError("json_error", f"invalid JSON in request body: {str(exc)[:120]}") from None
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:  # iteratively: the depth check itself must not recurse
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise errors.ApiError("json_error", f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return body
 
 
 def _record(cloud: Cloud, entry: dict[str, Any], status: int, code: str | None, started: float) -> None:
@@ -284,8 +313,73 @@ async def _ticker(app: web.Application) -> Any:
     cloud.store.close()
 
 
+# -- errors of the HTTP layer, in the API's format ---------------------------------------------
+_HTTP_CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed", 413: "invalid_input",
+               414: "invalid_input", 431: "invalid_input"}
+_HTTP_MESSAGES = {400: "malformed HTTP request", 404: "not found", 405: "method not allowed",
+                  413: f"request body larger than {MAX_BODY} bytes", 414: "request URL too long",
+                  431: "request headers too large"}
+
+
+def http_error_body(status: int, message: str | None = None) -> dict[str, Any]:
+    """The API's error object for an error of the HTTP layer. The message is fixed per status:
+    never the request's own text (an over-long header may be the Authorization header)."""
+    code = _HTTP_CODES.get(status, "server_error" if status >= 500 else "invalid_input")
+    return errors.ApiError(code, message or _HTTP_MESSAGES.get(status, "request refused"), status=status).body()
+
+
+@web.middleware
+async def hetzner_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own refusals (no route such as GET /v1, body too big, bad method) as API errors."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith("/_localcloud/"):
+            raise
+        return web.json_response(http_error_body(exc.status), status=exc.status)
+
+
+class _HetznerRequestHandler(web_protocol.RequestHandler):
+    """Errors of the HTTP parser (a header or URL too long, a malformed request) as API errors.
+    aiohttp answers them before any middleware runs, in plain text, and its 400 for an over-long
+    header quotes the start of that header, which may be the token."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500:
+            log.error("HTTP layer error: %s", type(exc).__name__ if exc else "unknown")
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already sent")
+        reason = type(exc).__name__ if exc is not None else ""
+        if status == 400 and "LineTooLong" in reason:
+            text = "request line or header too long"
+        elif status == 400 and "Header" in reason:
+            text = "malformed request header"
+        else:
+            text = None
+        response = web.Response(status=status, text=json.dumps(http_error_body(status, text)),
+                                content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _HetznerServer(web.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _HetznerRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class Runner(web.AppRunner):
+    """The AppRunner localcloud serves with: the HTTP layer's own errors in the API's format."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _HetznerServer
+        return server
+
+
 def build_app(cloud: Cloud) -> web.Application:
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[hetzner_errors])
     app[CLOUD] = cloud
     app.router.add_get("/_localcloud/health", side_health)
     app.router.add_route("*", "/_localcloud/requests", side_requests)

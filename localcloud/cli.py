@@ -291,7 +291,9 @@ async def _run(app: object, sock: object) -> None:
     from aiohttp import web
 
     assert isinstance(app, web.Application) and isinstance(sock, socket.socket)
-    runner = web.AppRunner(app, access_log=None)
+    from localcloud.app import Runner
+
+    runner = Runner(app, access_log=None)  # the HTTP layer's own errors in the API's format
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()

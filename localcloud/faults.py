@@ -146,8 +146,8 @@ def parse(spec: str | dict[str, Any] | None) -> Faults:
             text = spec
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FaultSpecError(f"faults are not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise FaultSpecError(f"faults are not valid JSON: {str(exc)[:120]}") from None
     else:
         data = spec
     if not isinstance(data, dict):
@@ -167,6 +167,27 @@ def parse(spec: str | dict[str, Any] | None) -> Faults:
         if rule.code not in STATUS_BY_CODE:
             raise FaultSpecError(f"unknown error code in faults: {rule.code!r}")
     return faults
+
+
+def _int(value: Any, name: str, kind: str) -> int:
+    """A count from a fault document: an integer (2.0 is 2), never a bool, a fraction or infinity."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FaultSpecError(f"bad value in {kind} rule: {name} must be a whole number")
+    if isinstance(value, float) and not (value.is_integer() and abs(value) < 2 ** 53):
+        raise FaultSpecError(f"bad value in {kind} rule: {name} must be a whole number below 2**53")
+    return int(value)
+
+
+def _float(value: Any, name: str, kind: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FaultSpecError(f"bad value in {kind} rule: {name} must be a number")
+    try:
+        result = float(value)
+    except OverflowError:
+        raise FaultSpecError(f"bad value in {kind} rule: {name} is out of range") from None
+    if result != result or result in (float("inf"), float("-inf")):
+        raise FaultSpecError(f"bad value in {kind} rule: {name} must be a finite number")
+    return result
 
 
 def _list(data: dict[str, Any], kind: str) -> list[Any]:
@@ -210,19 +231,19 @@ def _rule(raw: Any, kind: str) -> Rule:
         raise FaultSpecError(f"unknown keys in {kind} rule: {', '.join(sorted(unknown))}")
     if not isinstance(raw.get("after", False), bool):
         raise FaultSpecError(f"after must be true or false in {kind} rule")
-    try:
-        rule = Rule(
-            path=str(raw.get("path", "*")),
-            method=str(raw.get("method", "*")).upper(),
-            rate=float(raw.get("rate", 1.0)),
-            times=None if raw.get("times") is None else int(raw["times"]),
-            code=str(raw.get("code", "")),
-            seconds=float(raw.get("seconds", 0.0)),
-            after=bool(raw.get("after", False)),
-            fired=int(raw.get("fired", 0)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise FaultSpecError(f"bad value in {kind} rule: {exc}") from exc
+    for key in ("path", "method", "code"):
+        if key in raw and not isinstance(raw[key], str):
+            raise FaultSpecError(f"bad value in {kind} rule: {key} must be a string")
+    rule = Rule(
+        path=str(raw.get("path", "*")),
+        method=str(raw.get("method", "*")).upper(),
+        rate=_float(raw.get("rate", 1.0), "rate", kind),
+        times=None if raw.get("times") is None else _int(raw["times"], "times", kind),
+        code=str(raw.get("code", "")),
+        seconds=_float(raw.get("seconds", 0.0), "seconds", kind),
+        after=bool(raw.get("after", False)),
+        fired=_int(raw.get("fired", 0), "fired", kind),
+    )
     if not 0.0 <= rule.rate <= 1.0:
         raise FaultSpecError(f"rate must be between 0 and 1 in {kind} rule")
     if rule.fired < 0:
@@ -246,18 +267,17 @@ def _apt_rule(raw: Any) -> AptRule:
         raise FaultSpecError(f"unknown keys in apt rule: {', '.join(sorted(unknown))}")
     if raw.get("fault") not in APT_FAULTS:
         raise FaultSpecError(f"apt rules need a fault: one of {', '.join(APT_FAULTS)}")
-    try:
-        rule = AptRule(
-            fault=str(raw["fault"]),
-            path=str(raw.get("path", "*")),
-            rate=float(raw.get("rate", 1.0)),
-            times=None if raw.get("times") is None else int(raw["times"]),
-            status=int(raw.get("status", 503)),
-            seconds=float(raw.get("seconds", 30.0)),
-            fired=int(raw.get("fired", 0)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise FaultSpecError(f"bad value in apt rule: {exc}") from exc
+    if "path" in raw and not isinstance(raw["path"], str):
+        raise FaultSpecError("bad value in apt rule: path must be a string")
+    rule = AptRule(
+        fault=str(raw["fault"]),
+        path=str(raw.get("path", "*")),
+        rate=_float(raw.get("rate", 1.0), "rate", "apt"),
+        times=None if raw.get("times") is None else _int(raw["times"], "times", "apt"),
+        status=_int(raw.get("status", 503), "status", "apt"),
+        seconds=_float(raw.get("seconds", 30.0), "seconds", "apt"),
+        fired=_int(raw.get("fired", 0), "fired", "apt"),
+    )
     if not 0.0 <= rule.rate <= 1.0:
         raise FaultSpecError("rate must be between 0 and 1 in apt rule")
     if not 500 <= rule.status <= 599:

@@ -20,10 +20,10 @@ def key_problem(key: str, allow_reserved: bool = False) -> str | None:
         return "label key may contain at most one '/'"
     if slash and not prefix:
         return "label key prefix must be a DNS subdomain (nothing before '/')"
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         return "label key name must be 1-63 characters, alphanumeric at both ends, with - _ . between"
     if prefix:
-        if len(prefix) > 253 or not all(_DNS_LABEL.match(p) for p in prefix.split(".")):
+        if len(prefix) > 253 or not all(_DNS_LABEL.fullmatch(p) for p in prefix.split(".")):
             return "label key prefix must be a DNS subdomain"
         if not allow_reserved and (prefix == "hetzner.cloud" or prefix.endswith(".hetzner.cloud")):
             return "label key prefix hetzner.cloud/ is reserved"
@@ -33,7 +33,7 @@ def key_problem(key: str, allow_reserved: bool = False) -> str | None:
 def value_problem(value: object) -> str | None:
     if not isinstance(value, str):
         return "label value must be a string"
-    if not _VALUE.match(value):
+    if not _VALUE.fullmatch(value):
         return "label value must be empty or 1-63 characters, alphanumeric at both ends, with - _ . between"
     return None
 

@@ -1,6 +1,8 @@
 """The cluster's kubeconfig, fetched from the first k3s server: its server address rewritten
-to the reachable endpoint (the load balancer when it forwards 6443, else the first server's
-public address), context ``nornos-<env>``, mode 0600."""
+to the first control plane's public address (the API is served there, to the admin networks
+only; the load balancer never carries 6443: docs/adr/0004-kube-api-exposure.md), context
+``nornos-<env>``, and one more context per further control plane (``nornos-<env>-<n>``) for
+when the first is down. Written 0600, never through a symlink or into someone else's file."""
 
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ def local_path(env: str) -> Path:
     return Path(os.environ.get("NORNOS_KUBECONFIG_DIR", ROOT / ".kube")) / f"nornos-{env}.yaml"
 
 
-def rewrite(text: str, env: str, endpoint: str) -> str:
-    """k3s writes https://127.0.0.1:6443 and the name ``default``; make it reachable and named."""
+def rewrite(text: str, env: str, endpoint: str, spares: list[str] | None = None) -> str:
+    """k3s writes https://127.0.0.1:6443 and the name ``default``; make it reachable and named.
+    ``spares``: the other control planes' addresses, one extra cluster and context each."""
     config: dict[str, Any] = yaml.safe_load(text)
     name = f"nornos-{env}"
-    for cluster in config.get("clusters", []):
+    clusters = config.get("clusters", [])
+    for cluster in clusters:
         cluster["name"] = name
         cluster["cluster"]["server"] = f"https://{endpoint}:6443"
     for user in config.get("users", []):
@@ -31,24 +35,46 @@ def rewrite(text: str, env: str, endpoint: str) -> str:
         context["name"] = name
         context["context"]["cluster"] = name
         context["context"]["user"] = name
+    if clusters:
+        for n, address in enumerate(spares or [], start=2):
+            spare = f"{name}-{n}"
+            clusters.append({"name": spare, "cluster": {**clusters[0]["cluster"], "server": f"https://{address}:6443"}})
+            config.setdefault("contexts", []).append({"name": spare, "context": {"cluster": spare, "user": name}})
     config["current-context"] = name
     return yaml.safe_dump(config, sort_keys=False)
 
 
 def save(env: str, text: str) -> Path:
+    """Write the kubeconfig (it holds the cluster's admin key) so that only we can read it: to a
+    new 0600 file beside the destination, then renamed over it. A symlink or another file at the
+    destination is replaced, never written through; a directory that is a symlink or not ours is
+    refused."""
+    import tempfile
+
+    from nornos_infra.errors import UserError
+
     path = local_path(env)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)
+    info = os.lstat(path.parent)
+    if os.path.islink(path.parent) or info.st_uid != os.geteuid():
+        raise UserError(f"{path.parent} is a symlink or not owned by you; refusing to write the cluster's "
+                        "credentials there (remove it, or set NORNOS_KUBECONFIG_DIR)")
+    if path.is_dir() and not path.is_symlink():
+        raise UserError(f"{path} is a directory; remove it to fetch the kubeconfig")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600, O_EXCL
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)  # replaces a symlink itself, never its target
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return path
 
 
 def endpoint(data: Any) -> str:
-    """Where kubectl reaches the API: the LB when it forwards 6443, else the first server."""
-    if 6443 in (data.get("lb_service_ports") or []) or data.get("kube_api_via_lb"):
-        return str(data.get("lb_public_ipv4"))
+    """Where kubectl reaches the API: the first control plane's public address (never the load
+    balancer: it cannot filter sources, so it never carries 6443)."""
     return str(data.get("public_ipv4"))
 
 
@@ -67,21 +93,31 @@ def fetch(env: str, inventory_file: Path, key_file: Path | None = None) -> Path:
     hosts, data = runpy.run_path(str(inventory_file)).get("k3s_servers", ([], {}))
     if not hosts:
         raise UserError(f"{inventory_file} has no k3s_servers")
-    name, host_data = sorted(hosts)[0]
+    ordered = sorted(hosts)
+    name, host_data = ordered[0]
+    spares = [str(d["public_ipv4"]) for _, d in ordered[1:] if d.get("public_ipv4")]
     merged = {**data, **host_data}
     access = SshAccess.from_data(merged, key=key_file)
     client = access.paramiko_client()
     try:
-        client.connect(str(merged["ssh_hostname"]), username=access.user, timeout=10,
+        client.connect(str(merged["ssh_hostname"]), port=int(merged.get("ssh_port") or 22), username=access.user,
+                       timeout=10, allow_agent=access.key is None, look_for_keys=access.key is None,
                        key_filename=str(access.key) if access.key else None)
         with client.open_sftp() as sftp, sftp.open(REMOTE_PATH) as handle:
             text = handle.read().decode()
     except paramiko.BadHostKeyException:
         raise UserError(f"{name} ({merged['ssh_hostname']}) presented a host key that is not the one pinned in "
                         f"{access.known_hosts}: refusing to connect (see docs/RUNBOOK.md, 'Host keys')") from None
-    except (OSError, paramiko.SSHException) as exc:
+    except paramiko.SSHException as exc:
+        if "known_hosts" not in str(exc):
+            raise UserError(f"cannot fetch {REMOTE_PATH} from {name} ({merged['ssh_hostname']}): {exc}; "
+                            "is k3s installed there (deploys/all.py)?") from None
+        raise UserError(f"{name} ({merged['ssh_hostname']}) has no pinned host key in {access.known_hosts}: "
+                        "refusing to connect; run provision.py to rewrite it (see docs/RUNBOOK.md, 'Host keys')") \
+            from None
+    except OSError as exc:
         raise UserError(f"cannot fetch {REMOTE_PATH} from {name} ({merged['ssh_hostname']}): {exc}; "
                         "is k3s installed there (deploys/all.py)?") from None
     finally:
         client.close()
-    return save(env, rewrite(text, env, endpoint(merged)))
+    return save(env, rewrite(text, env, endpoint(merged), spares))

@@ -48,12 +48,14 @@ def from_environment() -> Overrides | None:
 
 
 def load(path: Path) -> Overrides:
+    from nornos_infra.errors import SpecError
+    from nornos_infra.spec import read_yaml
+
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UserError(f"{ENV_VAR}: cannot read {path} ({exc.strerror}); unset {ENV_VAR} or fix the path") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{ENV_VAR}: {path} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raw = read_yaml(path)  # not UTF-8, not YAML, a repeated key: one line
+    except SpecError as exc:
+        problem = exc.problems[0].replace("environments live in environments/<env>.yaml", "fix the path")
+        raise UserError(f"{ENV_VAR}: {path} {problem}; unset {ENV_VAR} or fix the file") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise UserError(f"{ENV_VAR}: {path} must be a mapping of env-file keys (admin_cidrs, ssh_keys, ...)")

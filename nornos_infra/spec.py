@@ -14,15 +14,28 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
 from nornos_infra.errors import SpecError, UserError
 
 # Hetzner locations inside the EU (data residency for patient data: GDPR).
 EU_LOCATIONS = ("fsn1", "nbg1", "hel1")
 # Names end in a letter or digit: they become label values (nornos.io/env, nornos.io/pool), and
-# Hetzner rejects label values that end in a dash.
-NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$")
+# Hetzner rejects label values that end in a dash. Always matched WHOLE (fullmatch): with
+# ``match`` and ``$``, a trailing newline would pass.
+NAME_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?")
+# Hetzner locations outside the EU: named as such; anything else is not a Hetzner location.
+NON_EU_LOCATIONS = ("ash", "hil", "sin")
+# admin_cidrs are the offices and VPNs that may reach SSH and the Kubernetes API. Together they
+# may span at most a /16 of IPv4 addresses and a /48 of IPv6 (a site's allocation): more is an
+# ISP or a cloud, not an admin network, and needs --allow-wide-admin-cidrs (docs/SECURITY.md).
+MAX_ADMIN_IPV4 = 2 ** 16
+MAX_ADMIN_IPV6 = 2 ** 80
+WIDE_ADMIN_FLAG = "--allow-wide-admin-cidrs"
+# A Kubernetes taint: key[=value]:Effect (key: an optional DNS prefix and a name).
+TAINT_RE = re.compile(r"(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+                      r"(?:=(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?)?"
+                      r":(?:NoSchedule|PreferNoSchedule|NoExecute)")
 MAX_SERVERS_PER_NETWORK = 100  # Hetzner's cap on servers in one private network
 # The admin key when the env file names no file of its own (ssh-keygen's default name).
 DEFAULT_PUBLIC_KEY_FILE = "~/.ssh/id_ed25519.pub"
@@ -79,16 +92,52 @@ def resolve_path(value: str, base: Path) -> Path:
 
 
 def _checked_key(text: str, where: str) -> str:
-    """An OpenSSH public key line; the text itself is never echoed (it may be a pasted private key)."""
+    """An OpenSSH public key line whose key really parses (type, inner type, key material); the
+    text itself is never echoed (it may be a pasted private key)."""
     line = text.strip()
-    match = PUBLIC_KEY_RE.match(line) if "\n" not in line else None
-    try:
-        valid = match is not None and len(base64.b64decode(match.group(3), validate=True)) > 16
-    except binascii.Error:
-        valid = False
-    if not valid:
-        raise UserError(f"{where} is not an SSH public key (one line such as 'ssh-ed25519 AAAA... you@host')")
+    fix = "one line such as 'ssh-ed25519 AAAA... you@host', the .pub file ssh-keygen wrote"
+    if "PRIVATE KEY" in line:
+        raise UserError(f"{where} is a PRIVATE key, not an SSH public key: never paste it; give its .pub half "
+                        f"({fix})")
+    match = PUBLIC_KEY_RE.match(line) if "\n" not in line and "\r" not in line else None
+    problem = "is not an SSH public key" if match is None else _key_problem(match.group(1), match.group(3))
+    if problem:
+        raise UserError(f"{where} {problem} ({fix})")
     return line
+
+
+def _key_problem(kind: str, b64: str) -> str | None:
+    """Why a public key's base64 part is not a key of ``kind``, or None (parsed here, no API)."""
+    try:
+        blob = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return "is not an SSH public key (its base64 part is damaged)"
+    fields: list[bytes] = []
+    rest = blob
+    while rest:
+        if len(rest) < 4 or int.from_bytes(rest[:4], "big") > len(rest) - 4:
+            return "is not an SSH public key (its key data is cut off or damaged)"
+        size = int.from_bytes(rest[:4], "big")
+        fields.append(rest[4:4 + size])
+        rest = rest[4 + size:]
+    if not fields or fields[0] != kind.encode():
+        return f"is not an SSH public key (its key data is not a {kind} key)"
+    if kind == "ssh-ed25519":
+        ok = len(fields) == 2 and len(fields[1]) == 32
+    elif kind == "sk-ssh-ed25519@openssh.com":
+        ok = len(fields) == 3 and len(fields[1]) == 32 and fields[2].startswith(b"ssh:")
+    elif kind == "ssh-rsa":
+        if len(fields) != 3:
+            return "is not an SSH public key (damaged RSA key data)"
+        bits = int.from_bytes(fields[2], "big").bit_length()
+        if bits < 2048:
+            return f"is an RSA key of {bits} bits; use at least 2048 bits, better ssh-keygen -t ed25519"
+        ok = True
+    else:  # ecdsa-sha2-nistpNNN and sk-ecdsa: curve name, then an uncompressed point
+        curve = kind.removeprefix("sk-").removeprefix("ecdsa-sha2-").split("@")[0].encode()
+        size = {b"nistp256": 65, b"nistp384": 97, b"nistp521": 133}.get(curve, 0)
+        ok = len(fields) >= 3 and fields[1] == curve and len(fields[2]) == size and fields[2][:1] == b"\x04"
+    return None if ok else f"is not an SSH public key (damaged {kind} key data)"
 
 
 class NetworkSpec(_Model):
@@ -100,17 +149,28 @@ class NetworkSpec(_Model):
 class PoolSpec(_Model):
     role: Literal["k3s_server", "k3s_agent", "postgres", "redis"]
     server_type: str
-    count: Annotated[int, Field(ge=0, le=50)]
+    count: Annotated[StrictInt, Field(ge=0, le=50)]
     image: str | None = None
-    volume_gb: Annotated[int, Field(ge=10, le=10240)] | None = None
-    labels: dict[str, str] = {}
+    volume_gb: Annotated[StrictInt, Field(ge=10, le=10240)] | None = None
     taints: list[str] = []
+
+    @field_validator("taints")
+    @classmethod
+    def _taints(cls, value: list[str]) -> list[str]:
+        for taint in value:
+            if not TAINT_RE.fullmatch(taint):
+                raise ValueError(f"{taint!r} is not a taint; write key[=value]:Effect with Effect NoSchedule, "
+                                 "PreferNoSchedule or NoExecute, e.g. nornos.io/agents=true:NoSchedule")
+        return value
 
 
 class LoadBalancerSpec(_Model):
     type: str = "lb11"
-    services: list[Annotated[int, Field(ge=1, le=65535)]] = [80, 443]
-    kube_api: bool = False  # also forward 6443 to the control planes
+    services: list[Annotated[StrictInt, Field(ge=1, le=65535)]] = [80, 443]
+    # kubectl from the admin networks on EVERY control plane's public address (one kubeconfig
+    # context each): the load balancer never carries 6443, it cannot filter sources
+    # (docs/adr/0004-kube-api-exposure.md)
+    kube_api: StrictBool = False
     algorithm: Literal["round_robin", "least_connections"] = "round_robin"
 
 
@@ -137,11 +197,11 @@ class SopsSpec(_Model):
 
 class EnvSpec(_Model):
     name: str
-    patient_data: bool = True
+    patient_data: StrictBool = True
     location: str = "fsn1"
     fallback_locations: list[str] = []
     image: str = "debian-12"
-    protection: bool = False
+    protection: StrictBool = False
     admin_cidrs: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], Field(min_length=1)]
     network: NetworkSpec = NetworkSpec()
     ssh_keys: Annotated[list[SSHKeySpec], Field(min_length=1)]
@@ -159,7 +219,11 @@ class EnvSpec(_Model):
                 try:
                     ipaddress.ip_network(str(item), strict=True)
                 except ValueError as exc:
-                    raise ValueError(f"{item!r} is not a network address with prefix ({exc})") from exc
+                    try:
+                        network = ipaddress.ip_network(str(item), strict=False)
+                    except ValueError:
+                        raise ValueError(f"{item!r} is not a network address with prefix ({exc})") from exc
+                    raise ValueError(f"{item!r} has host bits set; write the network address {network}") from exc
         return value
 
     # -- derived ----------------------------------------------------------------------------
@@ -174,18 +238,59 @@ class EnvSpec(_Model):
         return [self.location, *self.fallback_locations]
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: a second
+    ``workers:`` must not silently replace the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+                seen[key] = line
+            except TypeError:
+                continue
+            if first is not None:
+                where = f"lines {first} and {line}" if first != line else f"line {line}"
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice ({where}); keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path, what: str = "") -> Any:
+    """A YAML file as data; SpecError (one line) when it cannot be read, is not UTF-8 text, is
+    not YAML or repeats a key."""
+    source = what or str(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(source, ["file not found; environments live in environments/<env>.yaml"]) from None
+    except IsADirectoryError:
+        raise SpecError(source, ["is a directory, not an environment file; give the env's name "
+                                 "(environments/<env>.yaml)"]) from None
+    except OSError as exc:
+        raise SpecError(source, [f"cannot be read ({exc.strerror or exc}); check its permissions"]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(source, [f"is not UTF-8 text (byte {exc.start}); save it as UTF-8"]) from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(source, [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    except RecursionError:
+        raise SpecError(source, ["nests too deeply to be an environment file"]) from None
+
+
 def load(path: Path, overrides: dict[str, Any] | None = None, overrides_source: str = "") -> EnvSpec:
     """Read and validate an environment file, with ``overrides`` (env-file keys, see
     nornos_infra/overrides.py) merged over it; SpecError lists every problem."""
     source = str(path) + (f" with {overrides_source}" if overrides and overrides_source else "")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(str(path), ["file not found; environments live in environments/<env>.yaml"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError(str(path), [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SpecError(str(path), ["must be a YAML mapping of settings (name, location, pools, ...)"])
     if overrides:
@@ -198,6 +303,37 @@ def load(path: Path, overrides: dict[str, Any] | None = None, overrides_source: 
     if problems:
         raise SpecError(source, problems)
     return spec
+
+
+def check_name(env: str) -> None:
+    """An environment's name as given on a command line: a name, never a path."""
+    if not NAME_RE.fullmatch(env):
+        shown = env if len(env) <= 40 and env.isprintable() else repr(env[:40]) + "..."
+        raise UserError(f"{shown!r} is not an environment name (lowercase letters, digits and dashes, at most 20, "
+                        "starting with a letter); give the name of environments/<env>.yaml, e.g. dev")
+
+
+def admin_span(spec: EnvSpec) -> tuple[int, int]:
+    """How many IPv4 and IPv6 addresses admin_cidrs cover together (overlaps counted once)."""
+    v4 = [c for c in spec.admin_cidrs if c.version == 4]
+    v6 = [c for c in spec.admin_cidrs if c.version == 6]
+    return (sum(n.num_addresses for n in ipaddress.collapse_addresses(v4)),
+            sum(n.num_addresses for n in ipaddress.collapse_addresses(v6)))
+
+
+def wide_admin_problems(spec: EnvSpec) -> list[str]:
+    """admin_cidrs wider than an office or VPN (more than a /16 of IPv4 or a /48 of IPv6 together):
+    refused unless --allow-wide-admin-cidrs (docs/SECURITY.md)."""
+    v4, v6 = admin_span(spec)
+    problems = []
+    if v4 > MAX_ADMIN_IPV4:
+        problems.append(f"admin_cidrs: the IPv4 networks cover {v4:,} addresses together, more than a /16 "
+                        f"({MAX_ADMIN_IPV4:,}): that is not an office or VPN; list your admin networks, or pass "
+                        f"{WIDE_ADMIN_FLAG} if this is intended")
+    if v6 > MAX_ADMIN_IPV6:
+        problems.append(f"admin_cidrs: the IPv6 networks cover more than a /48 together: that is not an office or "
+                        f"VPN; list your admin networks, or pass {WIDE_ADMIN_FLAG} if this is intended")
+    return problems
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -281,14 +417,15 @@ def _model_in(tp: Any) -> tuple[type[BaseModel] | None, int]:
 def check_rules(spec: EnvSpec, expected_name: str | None = None) -> list[str]:
     """Rules that span keys; the live catalogue is checked separately (catalogue.py)."""
     problems: list[str] = []
-    if not NAME_RE.match(spec.name):
+    if not NAME_RE.fullmatch(spec.name):
         problems.append(f"name: {spec.name!r} must be lowercase letters, digits and dashes, at most 20, starting "
                         "with a letter and ending with a letter or digit")
     if expected_name is not None and spec.name != expected_name:
         problems.append(f"name: {spec.name!r} must match the file name {expected_name!r}")
     for pool_name in spec.pools:
-        if not NAME_RE.match(pool_name):
-            problems.append(f"pools.{pool_name}: pool names are lowercase letters, digits and dashes, at most 20, "
+        if not NAME_RE.fullmatch(pool_name):
+            shown = pool_name if pool_name.isprintable() else repr(pool_name)
+            problems.append(f"pools.{shown}: pool names are lowercase letters, digits and dashes, at most 20, "
                             "starting with a letter and ending with a letter or digit")
     servers = spec.pools_with_role("k3s_server")
     cp = sum(p.count for p in servers.values())
@@ -319,13 +456,17 @@ def check_rules(spec: EnvSpec, expected_name: str | None = None) -> list[str]:
     if server_count > MAX_SERVERS_PER_NETWORK:
         problems.append(f"pools: {server_count} servers, but a Hetzner private network holds at most "
                         f"{MAX_SERVERS_PER_NETWORK}; split the environment")
-    for cidr in spec.admin_cidrs:
-        if cidr.prefixlen == 0:
-            problems.append(f"admin_cidrs: {cidr} opens SSH and the Kubernetes API to the whole internet; "
-                            "list your admin networks instead")
+    v4, v6 = admin_span(spec)
+    if v4 >= 2 ** 32 or v6 >= 2 ** 128:
+        whole = "0.0.0.0/0" if v4 >= 2 ** 32 else "::/0"
+        problems.append(f"admin_cidrs: {whole} opens SSH and the Kubernetes API to the whole internet (what the "
+                        "listed networks cover together); list your admin networks instead")
     if spec.patient_data:
         for where, loc in [("location", spec.location), *(("fallback_locations", f) for f in spec.fallback_locations)]:
-            if loc not in EU_LOCATIONS:
+            if loc not in EU_LOCATIONS and loc not in NON_EU_LOCATIONS:
+                problems.append(f"{where}: {loc!r} is not a Hetzner location; use one of {', '.join(EU_LOCATIONS)} "
+                                "(patient data stays in the EU)")
+            elif loc not in EU_LOCATIONS:
                 problems.append(f"{where}: {loc} is outside the EU; an environment holding patient data may "
                                 f"only use {', '.join(EU_LOCATIONS)} (GDPR data residency)")
     if spec.location in spec.fallback_locations:
@@ -349,6 +490,9 @@ def check_rules(spec: EnvSpec, expected_name: str | None = None) -> list[str]:
     if backups.s3_bucket and not backups.s3_endpoint.startswith("https://"):
         problems.append("backups.s3_endpoint: give the object storage's https:// URL, e.g. "
                         "https://fsn1.your-objectstorage.com")
+    if spec.load_balancer is not None and 22 in spec.load_balancer.services:
+        problems.append("load_balancer.services: 22 is SSH; remove it: SSH reaches each server from admin_cidrs, never "
+                        "through the load balancer (it cannot filter sources)")
     if spec.load_balancer is not None and 6443 in spec.load_balancer.services:
         problems.append("load_balancer.services: 6443 is the Kubernetes API; remove it and set "
                         "load_balancer.kube_api: true to forward it to the control planes only")

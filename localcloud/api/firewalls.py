@@ -182,7 +182,7 @@ def _read_cidrs(body: Body, key: str) -> list[str] | None:
 def _check_port(body: Body, port: str) -> None:
     if port == "any":
         return
-    match = _PORT.match(port)
+    match = _PORT.fullmatch(port)
     if not match:
         body.problem("port", f"{port!r} must be a port, a range like 1024-5000, or any")
         return

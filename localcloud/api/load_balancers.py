@@ -218,7 +218,7 @@ def render(cloud: Cloud, lb: Doc) -> Doc:
 def _name(body: Body, required: bool) -> Any:
     """Load balancer names: 1-128 characters without surrounding whitespace (the spec)."""
     name = body.string("name", required=required)
-    if name is not None and not (len(name) <= 128 and _NAME.match(name)):
+    if name is not None and not (len(name) <= 128 and _NAME.fullmatch(name)):
         body.problem("name", "must be 1-128 characters without surrounding whitespace")
         return None
     return name
@@ -256,7 +256,7 @@ def _read_health_http(hb: Body, current: Doc) -> Doc:
         out["response"] = response
     codes = hb.array("status_codes")
     if codes is not None:
-        if len(codes) > 20 or not all(isinstance(c, str) and _STATUS_CODE.match(c) for c in codes):
+        if len(codes) > 20 or not all(isinstance(c, str) and _STATUS_CODE.fullmatch(c) for c in codes):
             hb.problem("status_codes", "must be at most 20 codes such as 200, 2?? or 3*")
         else:
             out["status_codes"] = list(codes)

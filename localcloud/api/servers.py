@@ -70,7 +70,7 @@ def _location_name(cloud: Cloud, ref: Any) -> str | None:
 
 
 def _ensure_hostname(name: str | None) -> None:
-    if name is not None and not _HOSTNAME.match(name):
+    if name is not None and not _HOSTNAME.fullmatch(name):
         raise errors.invalid_field("name", "must be a valid hostname (RFC 1123: letters, digits, '-' and '.')")
 
 

@@ -171,7 +171,7 @@ def create_volume(req: Request) -> Reply:
     cloud = req.cloud
     body = Body(req.body)
     name = body.name()
-    if name is not None and not _NAME.match(name):
+    if name is not None and not _NAME.fullmatch(name):
         body.problem("name", "may hold alphanumerics, '-', '_' and '.', alphanumeric at both ends, at most 64")
     size = body.integer("size", required=True, minimum=MIN_SIZE, maximum=max_size(cloud))
     location_ref = body.id_or_name("location")
@@ -226,7 +226,7 @@ def get_volume(req: Request) -> Reply:
 def update_volume(req: Request) -> Reply:
     doc = req.cloud.get(KIND, req.id(), WHAT)
     name = (req.body or {}).get("name") if isinstance(req.body, dict) else None
-    if isinstance(name, str) and not _NAME.match(name):
+    if isinstance(name, str) and not _NAME.fullmatch(name):
         raise errors.invalid_field("name", "may hold alphanumerics, '-', '_' and '.', alphanumeric at both ends")
     update_name_labels(req, KIND, doc)
     req.cloud.store.put(KIND, doc)

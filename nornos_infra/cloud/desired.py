@@ -14,6 +14,9 @@ from nornos_infra.spec import EnvSpec
 
 PLACEMENT_GROUP_SIZE = 10  # Hetzner's cap for a spread group
 ANYWHERE = ["0.0.0.0/0", "::/0"]
+# Ports the load balancer never publishes: SSH and the Kubernetes API are for the admin networks
+# only, on each server's firewalled public address (docs/adr/0004-kube-api-exposure.md).
+PRIVATE_PORTS = frozenset({22, 6443})
 K3S_ROLES = ("k3s_server", "k3s_agent")
 
 
@@ -109,9 +112,9 @@ def build(spec: EnvSpec, base: Path) -> list[Desired]:
             }, protect))
     if spec.load_balancer is not None and any(r in roles for r in K3S_ROLES):
         lb = spec.load_balancer
-        services = [_service(port) for port in sorted(set(lb.services))]
-        if lb.kube_api:
-            services.append(_service(6443))
+        # never 6443, whatever kube_api says: a Hetzner load balancer cannot filter sources, so
+        # a 6443 service would open the Kubernetes API to the internet (ADR 0004)
+        services = [_service(port) for port in sorted(set(lb.services)) if port not in PRIVATE_PORTS]
         out.append(Desired("load_balancer", load_balancer_name(spec), labels_for(env, "load_balancer"), {
             "type": lb.type,
             "location": spec.location,
@@ -135,11 +138,7 @@ def ingress_selector(spec: EnvSpec) -> str:
 
 
 def _service(port: int) -> dict[str, Any]:
-    """A TCP pass-through service; the ingress terminates TLS, so 443 stays end-to-end encrypted.
-
-    On 6443 only the control planes answer: the agents fail that service's health check
-    and so never receive API traffic, although the targets are shared by all services.
-    """
+    """A TCP pass-through service; the ingress terminates TLS, so 443 stays end-to-end encrypted."""
     return {"protocol": "tcp", "listen_port": port, "destination_port": port, "proxyprotocol": False,
             "health_check": {"protocol": "tcp", "port": port, "interval": 15, "timeout": 10, "retries": 3}}
 

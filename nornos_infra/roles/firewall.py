@@ -22,6 +22,7 @@ from nornos_infra.roles.facts import SshClientAddress
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 RULES_PATH = "/etc/nftables.d/nornos.nft"
+LB_NEVER = frozenset({22, 6443, 2379, 2380, 10250})  # admin-only or cluster-internal ports
 
 
 def rule_context(data: Any, role: str) -> dict[str, Any]:
@@ -35,7 +36,10 @@ def rule_context(data: Any, role: str) -> dict[str, Any]:
         "k3s_nodes": k3s_nodes,
         "k3s_servers": k3s_servers,
         "lb_private_ip": lb_private,
-        "app_ports": sorted(int(p) for p in (data.get("lb_service_ports") or [80, 443])),
+        # what the load balancer forwards; never SSH or the Kubernetes API: whatever reaches the LB
+        # arrives from its private IP, so a rule for it here would open the port to the internet
+        "app_ports": sorted(p for p in {int(p) for p in (data.get("lb_service_ports") or [80, 443])}
+                            if p not in LB_NEVER),
     }
 
 

@@ -114,11 +114,21 @@ def test_production_protection(production: list[Desired]) -> None:
     assert all(d.protect for d in production if d.kind in protected)
 
 
-def test_production_forwards_kube_api(production: list[Desired]) -> None:
+def test_the_load_balancer_never_carries_the_kube_api(production: list[Desired]) -> None:
+    """Finding 1 of issue 10: production sets kube_api: true, and a Hetzner load balancer cannot
+    filter sources: a 6443 service would open the Kubernetes API to the internet. The API is on
+    the control planes' public addresses instead, where the cloud firewall admits admin_cidrs
+    only (docs/adr/0004-kube-api-exposure.md)."""
     lb = by_kind(production, "load_balancer")["nornos-production"]
-    assert [s["listen_port"] for s in lb.settings["services"]] == [80, 443, 6443]
+    assert [s["listen_port"] for s in lb.settings["services"]] == [80, 443]
     assert all(s["protocol"] == "tcp" and s["health_check"]["port"] == s["listen_port"]
                for s in lb.settings["services"])
+    firewalls = by_kind(production, "firewall")
+    for firewall in firewalls.values():
+        for rule in firewall.settings["rules"]:
+            if rule["port"] in ("22", "6443"):
+                assert rule["source_ips"] == ["203.0.113.0/24"], rule  # the admin networks, nothing else
+    assert {r["port"] for r in firewalls["nornos-production-k3s-server"].settings["rules"]} == {"22", "6443"}
 
 
 def _built(tmp_path: Path, **pools: Any) -> list[Desired]:

@@ -104,8 +104,9 @@ def test_a_pasted_private_key_is_refused_and_never_echoed(tmp_path: Path, monkey
     monkeypatch.setenv("SSH_PUBLIC_KEY", secret)
     with pytest.raises(UserError) as exc:
         specmod.SSHKeySpec(name="admin", public_key_env="SSH_PUBLIC_KEY").resolve(tmp_path)
-    assert str(exc.value) == ("ssh_keys.admin: $SSH_PUBLIC_KEY is not an SSH public key (one line such as "
-                              "'ssh-ed25519 AAAA... you@host')")
+    assert str(exc.value) == ("ssh_keys.admin: $SSH_PUBLIC_KEY is a PRIVATE key, not an SSH public key: never paste "
+                              "it; give its .pub half (one line such as 'ssh-ed25519 AAAA... you@host', the .pub "
+                              "file ssh-keygen wrote)")
     for bad in ("ssh-ed25519", "ssh-ed25519 not-base64!", "ssh-dss AAAAB3NzaC1kc3MAAACBAP"):
         with pytest.raises(UserError, match="is not an SSH public key"):
             specmod.SSHKeySpec(name="admin", public_key=bad).resolve(tmp_path)
@@ -153,7 +154,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
     ("unknown top-level key", _set("locaton", "fsn1"), "locaton: unknown key (check its spelling); known keys "
      "here: admin_cidrs, backups, fallback_locations, image, k3s, load_balancer, location,"),
     ("unknown pool key", _set("pools.workers.size", 3), "pools.workers.size: unknown key (check its spelling); "
-     "known keys here: count, image, labels, role, server_type, taints, volume_gb"),
+     "known keys here: count, image, role, server_type, taints, volume_gb"),
     ("unknown ssh key key", _set("ssh_keys.0.comment", "x"), "ssh_keys.0.comment: unknown key (check its "
      "spelling); known keys here: name, private_key_file, public_key, public_key_env, public_key_file"),
     ("unknown backups key", _set("backups.bucket", "x"), "backups.bucket: unknown key (check its spelling); known "
@@ -184,8 +185,8 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
      "set; write the network address 10.0.1.0/24"),
     ("ip_range not a CIDR", _set("network.ip_range", "banana"), "network.ip_range: 'banana' is not a network in "
      "CIDR notation such as 10.0.0.0/16"),
-    ("admin CIDR with host bits", _set("admin_cidrs", ["198.51.100.1/24"]), "admin_cidrs: '198.51.100.1/24' is "
-     "not a network address with prefix (198.51.100.1/24 has host bits set)"),
+    ("admin CIDR with host bits", _set("admin_cidrs", ["198.51.100.1/24"]), "admin_cidrs: '198.51.100.1/24' has "
+     "host bits set; write the network address 198.51.100.0/24"),
     ("subnet outside ip_range", _set("network.subnet", "10.9.1.0/24"), "network.subnet: 10.9.1.0/24 is not inside "
      "network.ip_range 10.0.0.0/16"),
     ("public ip_range", lambda r: r["network"].update(ip_range="8.8.0.0/16", subnet="8.8.1.0/24"),

@@ -1,6 +1,7 @@
 """Servers of each pool. A changed type is a planned resize (power off, change_type, power
-on); a server in a location the spec no longer allows is replaced; the image only matters
-when a server is created (existing servers are never rebuilt behind anyone's back).
+on); a server that is off is powered on (running is part of the desired state); a server in
+a location the spec no longer allows is replaced; the image only matters when a server is
+created (existing servers are never rebuilt behind anyone's back).
 
 Each new server gets an SSH host key made here (nornos_infra/host_keys.py): the private half
 in its user_data, the public half in its label. user_data exists only at create time (the
@@ -52,6 +53,10 @@ class Servers(Kind):
         if w["server_type"] != h["server_type"]:
             verdict.step("resize", f"server type {h['server_type']} -> {w['server_type']} (power off, "
                          "change type, power on)", op=Op.RESIZE, server_type=w["server_type"])
+        elif h["status"] == "off":
+            # the power state is desired state: every server runs (a failed start_server, a
+            # shutdown by hand); a resize already ends with power on
+            verdict.step("power_on", "power on (the server is off)")
         for network in w["networks"]:
             if network not in h["networks"]:
                 verdict.step("attach_network", f"attach to network {network}", network=network)
@@ -114,6 +119,8 @@ class Servers(Kind):
             ctx.wait(ctx.conn.request("POST", f"{base}/change_type", f"resize {change.name}",
                                       json={"server_type": step.detail["server_type"],
                                             "upgrade_disk": False})["action"])
+            ctx.wait(ctx.conn.request("POST", f"{base}/poweron", f"power on {change.name}")["action"])
+        elif step.what == "power_on":
             ctx.wait(ctx.conn.request("POST", f"{base}/poweron", f"power on {change.name}")["action"])
         elif step.what == "attach_network":
             network = ctx.index.id("network", step.detail["network"])
