@@ -92,6 +92,7 @@ def _localcloud_env(c: Context, real_hosts: bool = False) -> dict[str, str]:
 
 
 def _provision(c: Context, env: str, *flags: str, real_hosts: bool = False) -> None:
+    _inventory(env)  # a name, never a path or shell words: checked before localcloud starts or a shell runs
     extra = _localcloud_env(c, real_hosts)
     cmd = " ".join([sys.executable, str(ROOT / "provision.py"), env, *flags])
     result = c.run(cmd, env=extra, warn=True, pty=False)
@@ -123,6 +124,15 @@ def _real_cloud() -> bool:
 
 
 def _inventory(env: str) -> Path:
+    """The env's inventory; an env that is not a name (``../x``, ``nodir/x``) ends the task with
+    one line, before any file is read, run or written."""
+    from nornos_infra.errors import UserError
+    from nornos_infra.spec import check_name
+
+    try:
+        check_name(env)
+    except UserError as exc:
+        sys.exit(f"--env: {exc}")
     return ROOT / "inventories" / f"{env}.py"
 
 
@@ -234,7 +244,7 @@ def secrets_edit(c: Context, env: str = "dev") -> None:
     from nornos_infra import secrets
 
     _use_inventory_secrets(env)
-    c.run(f"{secrets.sops_binary()} {secrets.secrets_dir() / f'{env}.sops.yaml'}", pty=True,
+    c.run(f"{secrets.sops_binary()} {secrets.path_for(env)}", pty=True,
           env={"SOPS_AGE_KEY_FILE": str(secrets.age_key_file())})
 
 

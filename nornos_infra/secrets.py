@@ -146,12 +146,21 @@ def generate() -> dict[str, str]:
     return values
 
 
+def path_for(env: str, directory: Path | None = None) -> Path:
+    """``<dir>/<env>.sops.yaml`` for an environment NAME: a path such as ``../../x`` would read or
+    write secrets outside the secrets directory, so it is refused (UserError, one line)."""
+    from nornos_infra.spec import check_name
+
+    check_name(env)
+    return (directory or secrets_dir()) / f"{env}.sops.yaml"
+
+
 def init(env: str, directory: Path | None = None, values: dict[str, str] | None = None,
          identity: Path | None = None) -> Path:
     """Create secrets/<env>.sops.yaml with fresh random values; never overwrite one. ``identity``:
     the age key file to encrypt to (made when missing), default :func:`age_key_file`."""
     directory = directory or secrets_dir()
-    target = directory / f"{env}.sops.yaml"
+    target = path_for(env, directory)
     if target.exists():
         raise UserError(f"{target} exists; secrets are never overwritten (edit with `invoke secrets.edit "
                         f"--env {env}`, or remove the file deliberately to start over)")
@@ -171,7 +180,7 @@ def init(env: str, directory: Path | None = None, values: dict[str, str] | None 
 
 def load(env: str, directory: Path | None = None) -> Secrets:
     directory = directory or secrets_dir()
-    target = directory / f"{env}.sops.yaml"
+    target = path_for(env, directory)
     if not target.exists():
         raise UserError(f"{target} does not exist; create it with `invoke secrets.init --env {env}`")
     output = _sops(["decrypt", "--output-type", "json", str(target)], cwd=directory)
