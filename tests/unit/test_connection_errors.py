@@ -29,7 +29,7 @@ def api() -> Iterator[tuple[str, Script]]:
     script = Script()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             script.seen += 1
             status, body = script.replies.pop(0) if len(script.replies) > 1 else script.replies[0]
             data = json.dumps(body).encode()
