@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from nornos_infra.cloud.model import KINDS, Change, Desired, Observed, Op
-from nornos_infra.cloud.resources import HANDLERS, Index
+from nornos_infra.cloud.resources import HANDLERS, Index, Verdict
+from nornos_infra.cloud.resources.volumes import Volumes
 
 
 @dataclass
@@ -43,9 +44,11 @@ def _order(change: Change) -> tuple[int, str]:
 
 
 def make_plan(env: str, desired: list[Desired], observed: list[Observed],
-              foreign_keys: list[Observed] | None = None) -> Plan:
+              foreign_keys: list[Observed] | None = None, replace_volumes: bool = False) -> Plan:
     """``foreign_keys``: SSH keys not managed here; a desired key already uploaded under another
-    name is used as it is (Hetzner refuses a second copy of the same key)."""
+    name is used as it is (Hetzner refuses a second copy of the same key). ``replace_volumes``:
+    a volume whose server moves to another location is replaced (a new empty one) instead of
+    refusing the plan (resources/volumes.py)."""
     index = Index.of(observed)
     by_key = {k.settings["public_key"]: k for k in foreign_keys or []}
     have = {o.key: o for o in observed}
@@ -63,7 +66,7 @@ def make_plan(env: str, desired: list[Desired], observed: list[Observed],
         if o is None:
             changes.append(Change(Op.CREATE, d.kind, d.name, [HANDLERS[d.kind].summary(d)], desired=d))
             continue
-        verdict = HANDLERS[d.kind].diff(d, o, index)
+        verdict = _relocation(d, o, want, replace_volumes) or HANDLERS[d.kind].diff(d, o, index)
         problems += verdict.problems
         notes += verdict.notes
         if verdict.op is Op.NOOP:
@@ -79,3 +82,13 @@ def make_plan(env: str, desired: list[Desired], observed: list[Observed],
             changes.append(Change(Op.DELETE, o.kind, o.name, [reason], observed=o))
     changes.sort(key=_order)
     return Plan(env, changes, problems, notes)
+
+
+def _relocation(d: Desired, o: Observed, want: dict[tuple[str, str], Desired], replace: bool) -> Verdict | None:
+    """A volume follows its server's location or is refused (volumes cannot move)."""
+    if d.kind != "volume":
+        return None
+    server = want.get(("server", d.settings["server"]))
+    volumes = HANDLERS["volume"]
+    assert isinstance(volumes, Volumes)
+    return None if server is None else volumes.relocation(d, o, server, replace)

@@ -148,18 +148,74 @@ def test_firewall_applied_to_another_server_directly_is_reduced_to_its_selector(
     assert [a["type"] for a in applied] == ["label_selector"]
 
 
-@pytest.mark.xfail(strict=True, reason="product bug (nornos_infra/cloud/resources/firewalls.py remove_entries): a "
-                   "server entry on a firewall whose selector also matches that server cannot be removed (Hetzner "
-                   "answers firewall_managed_by_label_selector, spec of remove_from_resources), so every run fails "
-                   "on it and never converges")
+HELD_NOTE = ("note: firewall nornos-dev-redis is also applied directly to server nornos-dev-redis-1, which its "
+             "selector reaches: the API keeps that entry while the selector holds it "
+             "(firewall_managed_by_label_selector); it filters nothing more and is removed once the selector no "
+             "longer reaches the server")
+
+
 def test_firewall_applied_directly_to_a_server_its_selector_matches_converges(prov: Provisioner,
                                                                               dev: dict[str, Any]) -> None:
+    """Hetzner refuses to remove such an entry (spec of remove_from_resources): the plan notes it
+    and changes nothing, instead of failing on it every run; the selector is never dropped to free
+    it (that would leave the server unfiltered)."""
     fw = one(prov, "firewall", "nornos-dev-redis")
     redis = one(prov, "server", "nornos-dev-redis-1")
     api(prov, "POST", f"/firewalls/{fw['id']}/actions/apply_to_resources",
         {"apply_to": [{"type": "server", "server": {"id": redis["id"]}}]})
+    prov.clear_log()
+    for _ in range(2):
+        run = ok(prov.run("dev"))
+        assert "Plan: no changes" in run.stdout, run.stdout
+        assert [" ".join(line.split()) for line in run.stdout.splitlines() if "note:" in line] == [HELD_NOTE]
+    assert prov.mutations() == []
+    assert sorted(a["type"] for a in one(prov, "firewall", "nornos-dev-redis")["applied_to"]) == [
+        "label_selector", "server"]
+
+
+def test_firewall_direct_entry_that_a_reapplied_selector_holds_is_kept_not_failed(prov: Provisioner,
+                                                                                  dev: dict[str, Any]) -> None:
+    """Selector removed by hand and the server applied directly instead: the apply puts the selector
+    back first (the server is never unfiltered), then finds the direct entry held by it and keeps it."""
+    fw = one(prov, "firewall", "nornos-dev-redis")
+    redis = one(prov, "server", "nornos-dev-redis-1")
+    selector = "nornos.io/env=dev,nornos.io/role=redis"
+    api(prov, "POST", f"/firewalls/{fw['id']}/actions/apply_to_resources",
+        {"apply_to": [{"type": "server", "server": {"id": redis["id"]}}]})
+    api(prov, "POST", f"/firewalls/{fw['id']}/actions/remove_from_resources",
+        {"remove_from": [{"type": "label_selector", "label_selector": {"selector": selector}}]})
+    dry = prov.run("dev", "--dry-run")
+    assert plan_lines(dry.stdout) == [f"~ firewall nornos-dev-redis apply to {selector}; remove server "
+                                      f"{redis['id']} (applied only by our selectors)"], dry.stdout
+    prov.clear_log()
     ok(prov.run("dev"))
+    sent = prov.mutations()
+    assert [(r["method"], r["path"], r["status"]) for r in sent] == [
+        ("POST", f"/firewalls/{fw['id']}/actions/apply_to_resources", 201),
+        ("POST", f"/firewalls/{fw['id']}/actions/remove_from_resources", 422)]
+    prov.clear_log()
+    again = ok(prov.run("dev"))
+    assert "Plan: no changes" in again.stdout and HELD_NOTE in " ".join(again.stdout.split()), again.stdout
+    assert prov.mutations() == []
+
+
+def test_firewall_with_a_held_direct_entry_is_deleted(prov: Provisioner, dev: dict[str, Any]) -> None:
+    """Removing the redis pool deletes its firewall: the selector goes first, then the direct entry."""
+    fw = one(prov, "firewall", "nornos-dev-redis")
+    redis = one(prov, "server", "nornos-dev-redis-1")
+    api(prov, "POST", f"/firewalls/{fw['id']}/actions/apply_to_resources",
+        {"apply_to": [{"type": "server", "server": {"id": redis["id"]}}]})
+    pools = {k: v for k, v in dev["pools"].items() if k != "redis"}
+    write_env(prov, pools=pools)
+    prov.clear_log()
+    ok(prov.run("dev", "--yes"))
+    assert "nornos-dev-redis" not in {f["name"] for f in prov.resources("firewall")}
+    removals = [r for r in prov.mutations() if r["path"] == f"/firewalls/{fw['id']}/actions/remove_from_resources"]
+    # the selector, then the direct entry: already gone with its server (deleted before the firewall)
+    assert [r["status"] for r in removals] == [201, 404]
+    prov.clear_log()
     assert "Plan: no changes" in ok(prov.run("dev")).stdout
+    assert prov.mutations() == []
 
 
 def test_firewall_rules_changed_by_hand_are_set_back(prov: Provisioner, dev: dict[str, Any]) -> None:
@@ -338,6 +394,7 @@ def test_server_in_a_location_no_longer_allowed_is_replaced(prov: Provisioner, d
     before = {s["name"]: s["id"] for s in prov.resources("server")}
     write_env(prov, fallback_locations=["fsn1"], location="nbg1")  # fsn1 is still allowed: nothing moves
     same = prov.run("dev", "--dry-run")
+    assert same.returncode == 0, same.stderr  # the volume stays where it is too
     assert not [line for line in plan_lines(same.stdout) if line.startswith("-/+ server")], same.stdout
     write_env(prov, fallback_locations=[], location="nbg1")
     dry = prov.run("dev", "--dry-run")
@@ -345,10 +402,10 @@ def test_server_in_a_location_no_longer_allowed_is_replaced(prov: Provisioner, d
     for name in before:
         assert f"-/+ server {name} location fsn1 -> nbg1" in lines, dry.stdout
     assert "-/+ load balancer nornos-dev location fsn1 -> nbg1" in lines
-    refused = prov.run("dev")
+    refused = prov.run("dev", "--replace-volumes")
     assert refused.returncode == 1 and "--yes" in refused.stderr
     prov.clear_log()
-    ok(prov.run("dev", "--yes"))
+    ok(prov.run("dev", "--yes", "--replace-volumes"))  # the volume: test_location_change_* below
     sent = calls(prov)
     for name, ident in before.items():
         assert sent[("DELETE", f"/servers/{ident}")] == 1, name
@@ -359,17 +416,49 @@ def test_server_in_a_location_no_longer_allowed_is_replaced(prov: Provisioner, d
     assert not set(before.values()) & {s["id"] for s in after.values()}
 
 
-@pytest.mark.xfail(strict=True, reason="product bug (nornos_infra/cloud/resources/volumes.py, plan): a location "
-                   "change replaces the servers but the plan says nothing about the PostgreSQL volume: it is left "
-                   "detached in the old location, the new server has no data, and every later run fails with "
-                   "invalid_input attaching it across locations")
-def test_location_change_leaves_nothing_behind(prov: Provisioner, dev: dict[str, Any]) -> None:
+VOLUME_REFUSED = ("error: volume nornos-dev-postgres-data: its server moves from fsn1 to nbg1, and a volume cannot "
+                  "leave fsn1: back up its databases (nornos-pg-restore, docs/RUNBOOK.md \"Moving PostgreSQL to "
+                  "another location\"), then run again with --replace-volumes (deletes it and its data) and "
+                  "restore on the new server")
+
+
+def test_location_change_is_refused_while_the_volume_holds_data(prov: Provisioner, dev: dict[str, Any]) -> None:
+    """A volume cannot leave its location: without --replace-volumes nothing is planned or changed,
+    and one line says how to migrate (plan, apply, even with --yes --force)."""
     write_env(prov, fallback_locations=[], location="nbg1")
-    ok(prov.run("dev", "--yes"))
+    prov.clear_log()
+    for args in (("--dry-run",), ("--yes",), ("--yes", "--force")):
+        run = prov.run("dev", *args)
+        assert run.returncode == 1, f"{args}: {run.stdout}\n{run.stderr}"
+        assert [" ".join(line.split()) for line in run.stderr.splitlines() if line.startswith("error:")] == [
+            VOLUME_REFUSED], run.stderr
+    assert prov.mutations() == []
     volume = one(prov, "volume", "nornos-dev-postgres-data")
-    assert volume["location"]["name"] == "nbg1"
+    assert volume["location"]["name"] == "fsn1" and volume["server"] is not None
+
+
+def test_location_change_with_replace_volumes_leaves_nothing_behind(prov: Provisioner, dev: dict[str, Any]) -> None:
+    old = one(prov, "volume", "nornos-dev-postgres-data")
+    write_env(prov, fallback_locations=[], location="nbg1")
+    dry = prov.run("dev", "--dry-run", "--replace-volumes")
+    assert dry.returncode == 0, dry.stderr
+    assert ("-/+ volume nornos-dev-postgres-data location fsn1 -> nbg1 (--replace-volumes: a new empty volume; the "
+            "one in fsn1 and its data are deleted)") in plan_lines(dry.stdout), dry.stdout
+    refused = prov.run("dev", "--replace-volumes")  # a replacement still needs --yes
+    assert refused.returncode == 1 and "volume nornos-dev-postgres-data" in refused.stderr, refused.stderr
+    prov.clear_log()
+    ok(prov.run("dev", "--yes", "--replace-volumes"))
+    sent = calls(prov)
+    assert sent[("POST", f"/volumes/{old['id']}/actions/detach")] == 1
+    assert sent[("DELETE", f"/volumes/{old['id']}")] == 1
+    assert sent[("POST", "/volumes")] == 1
+    volume = one(prov, "volume", "nornos-dev-postgres-data")
+    postgres = one(prov, "server", "nornos-dev-postgres-1")
+    assert (volume["location"]["name"], volume["server"], volume["size"]) == ("nbg1", postgres["id"], 50)
+    assert [v["id"] for v in prov.resources("volume")] == [volume["id"]]  # the old one is not left behind
     prov.clear_log()
     assert "Plan: no changes" in ok(prov.run("dev", "--yes")).stdout
+    assert prov.mutations() == []
 
 
 # -- labels and protection ---------------------------------------------------------------------------

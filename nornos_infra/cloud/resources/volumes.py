@@ -1,6 +1,12 @@
 """The PostgreSQL data volume: created attached to its server (so it lands in the server's
 location), grown in place, never shrunk and never formatted here: the postgres deploy
-formats it only when it is blank."""
+formats it only when it is blank.
+
+A volume cannot leave its location, and it holds patient data: when its server must move
+(a location change), the plan refuses with one line that says how to migrate (a backup,
+restored on the new server) unless ``--replace-volumes`` is given; then the plan shows the
+volume as replaced (a new empty one in the new location, the old one and its data deleted),
+which like every replacement needs ``--yes`` and, when protected, ``--force``."""
 
 from __future__ import annotations
 
@@ -32,6 +38,24 @@ class Volumes(Kind):
             if h["server_id"] is not None:
                 verdict.step("detach", f"detach from {h['server'] or h['server_id']}")
             verdict.step("attach", f"attach to {w['server']}", server=w["server"])
+
+    def relocation(self, want: Desired, have: Observed, server: Desired, replace: bool) -> Verdict | None:
+        """The verdict when the volume's server must move out of the volume's location, else None."""
+        allowed = [server.settings["location"], *server.settings["fallback_locations"]]
+        where = have.settings["location"]
+        if where is None or where in allowed:
+            return None
+        verdict = Verdict()
+        if replace:
+            verdict.replace(f"location {where} -> {server.settings['location']} (--replace-volumes: a new empty "
+                            f"volume; the one in {where} and its data are deleted)")
+        else:
+            verdict.problems.append(
+                f"volume {want.name}: its server moves from {where} to {server.settings['location']}, and a volume "
+                f"cannot leave {where}: back up its databases (nornos-pg-restore, docs/RUNBOOK.md \"Moving "
+                "PostgreSQL to another location\"), then run again with --replace-volumes (deletes it and its "
+                "data) and restore on the new server")
+        return verdict
 
     def create(self, ctx: Ctx, want: Desired) -> int:
         body = {"name": want.name, "size": want.settings["size"], "labels": want.labels,
