@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NoReturn
 
 from nornos_infra.provisioning import Options
 
@@ -17,6 +18,12 @@ environment:
                      public_key_file, default ~/.ssh/id_ed25519.pub
   NORNOS_OVERRIDES   a YAML file of env-file keys merged over the env file (localcloud writes
                      .localcloud/overrides.yaml: its admin key and address)
+  NORNOS_DEBUG       set: an unexpected error prints its traceback
+
+checks before the first write: the env name and file, admin_cidrs (together at most a /16 of
+IPv4 and a /48 of IPv6 unless --allow-wide-admin-cidrs; never the whole internet), token and
+endpoint, the SSH keys, the live catalogue, and the token's write permission. A dead or wrong
+endpoint fails within 30 s; requests time out after 5 s (connect) and 15 s (reply).
 
 output:
   inventories/<env>.py           the pyinfra inventory: pyinfra -y inventories/<env>.py deploys/all.py
@@ -33,8 +40,15 @@ examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (what is wrong, where the manual is), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="provision.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Create or update the Hetzner Cloud resources of an environment from environments/<env>.yaml "
                     "(found by label, no state file), then write the pyinfra inventory inventories/<env>.py.")
@@ -56,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-ip", help="this machine's public address, for the lock-out check")
     p.add_argument("--allow-lockout", action="store_true",
                    help="go ahead although this machine's address is not in admin_cidrs")
+    p.add_argument("--allow-wide-admin-cidrs", action="store_true",
+                   help="accept admin_cidrs that together span more than a /16 (IPv4) or a /48 (IPv6): wider "
+                        "than an office or VPN")
     p.add_argument("--verbose", "-v", action="store_true", help="also list unchanged resources")
     p.add_argument("--env-dir", type=Path, default=ROOT / "environments", help=argparse.SUPPRESS)
     p.add_argument("--inventory-dir", type=Path, default=ROOT / "inventories", help=argparse.SUPPRESS)
@@ -63,11 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]) -> Options:
-    args = build_parser().parse_args(argv)
-    if args.concurrency < 1:
-        build_parser().error("--concurrency must be at least 1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 1 <= args.concurrency <= 64:
+        parser.error("--concurrency must be between 1 and 64")
+    if args.admin_ip is not None:
+        import ipaddress
+
+        try:
+            args.admin_ip = str(ipaddress.ip_address(args.admin_ip.strip()))
+        except ValueError:
+            parser.error(f"--admin-ip {args.admin_ip[:60]!r} is not an IP address (e.g. 203.0.113.7)")
     return Options(env=args.env, env_dir=args.env_dir, inventory_dir=args.inventory_dir, dry_run=args.dry_run,
                    yes=args.yes, destroy=args.destroy, force=args.force, json=args.json,
                    detailed_exitcode=args.detailed_exitcode, check=args.check, concurrency=args.concurrency,
-                   admin_ip=args.admin_ip, allow_lockout=args.allow_lockout, verbose=args.verbose,
+                   admin_ip=args.admin_ip, allow_lockout=args.allow_lockout,
+                   allow_wide_admin_cidrs=args.allow_wide_admin_cidrs, verbose=args.verbose,
                    replace_volumes=args.replace_volumes)

@@ -4,7 +4,9 @@ the inventory. Every user mistake ends in one line and exit status 1 with nothin
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ class Options:
     concurrency: int = 16
     admin_ip: str | None = None
     allow_lockout: bool = False
+    allow_wide_admin_cidrs: bool = False
     verbose: bool = False
     replace_volumes: bool = False
 
@@ -59,12 +62,26 @@ def run(opts: Options) -> int:
     except KeyboardInterrupt:
         console.fail("interrupted; run again to converge (what was created is found by its labels)")
         return 130
+    except Exception as exc:  # a bug or an API that answers nonsense: one line, the trace on request
+        if os.environ.get("NORNOS_DEBUG"):
+            traceback.print_exc()
+        console.fail(f"unexpected error: {type(exc).__name__}: {str(exc)[:200]}; nothing after it was changed; "
+                     "run again with NORNOS_DEBUG=1 for the traceback and report it")
+        return EXIT_ERROR
 
 
 def _run(opts: Options) -> int:
+    # Everything that needs no write is checked before the first one, cheapest first: the
+    # name, the env file, the admin networks, token and endpoint (their form), the SSH keys
+    # (parsed here), the live catalogue, and, before applying, the token's write permission.
+    spec.check_name(opts.env)
     env_file = opts.env_dir / f"{opts.env}.yaml"
     extra = overrides.from_environment()
     env = spec.load(env_file, extra.settings if extra else None, str(extra.source) if extra else "")
+    if not opts.allow_wide_admin_cidrs:
+        wide = spec.wide_admin_problems(env)
+        if wide:
+            raise SpecError(str(env_file), wide)
     conn = Connection.from_environment()
     if extra is not None:
         extra.check_endpoint(conn.endpoint)
@@ -106,6 +123,7 @@ def _run(opts: Options) -> int:
         if not opts.destroy:
             _write_inventory(env, observed, inventory_path, opts, local, env_file.parent)
         return EXIT_OK
+    conn.check_write_access()  # a read-only token: refused here, before the first write
     _confirm(plan, opts)
     applier = Applier(conn, plan, force=opts.force, concurrency=opts.concurrency,
                       log=(lambda m: console.err.print(f"  {m}")) if not opts.json else (lambda m: None))
