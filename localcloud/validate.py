@@ -80,6 +80,9 @@ class Body:
         if isinstance(value, bool) or not isinstance(value, int):
             self.problem(key, "must be an integer")
             return default
+        if not -(2**63) <= value < 2**63:  # every integer of the API is an int64 (or int32) in the spec
+            self.problem(key, "must be a 64-bit integer")
+            return default
         if minimum is not None and value < minimum:
             self.problem(key, f"must be at least {minimum}")
             return default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,12 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from hcloud import Client
 
-from tests.spec import SPEC_PATH, Spec, split
+from tests.spec import SPEC_PATH, Spec, deliberately_invalid, split
 
 TOKEN = "test-token-rw"
 READONLY_TOKEN = "test-token-ro"
@@ -95,9 +97,52 @@ def localcloud() -> Iterator[LocalCloud]:
             lc.stop()
 
 
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SUPPORT = Path(__file__).resolve().parent / "support"
+
+
+def spec_or_fail() -> Spec | None:
+    """The document, or None outside CI (the report header says the checks are off); under
+    CI=true a missing document fails the run: the conformance checks never go quietly."""
+    if SPEC_PATH.exists():
+        return _load_spec()
+    if CI:
+        pytest.fail(f"CI=true and Hetzner's OpenAPI document is missing ({SPEC_PATH}): set HCLOUD_OPENAPI to "
+                    "cloud.spec.json; without it no request or response is checked", pytrace=False)
+    return None
+
+
+_SPEC: list[Spec] = []
+
+
+def _load_spec() -> Spec:
+    if not _SPEC:
+        _SPEC.append(Spec.load())
+    return _SPEC[0]
+
+
 @pytest.fixture(scope="session")
 def spec() -> Spec | None:
-    return Spec.load() if SPEC_PATH.exists() else None
+    return spec_or_fail()
+
+
+def check_exchange(spec: Spec, method: str, url: str, body: str | bytes | None, status: int,
+                   reply: Any, expect_invalid: bool = False) -> list[str]:
+    """One HTTP exchange against the spec: query and request body (or, for a request sent on
+    purpose because the spec forbids it, that the spec does forbid it), then the response."""
+    path = split(url)
+    query = urlsplit(url).query
+    sent = json.loads(body) if body else None
+    request_problems = spec.check_query(method, path, query)
+    request_problems += spec.check_request(method, path, sent) if body else []
+    expect_invalid = expect_invalid or (body is not None and deliberately_invalid(spec, method, path, sent) is not None)
+    problems = []
+    if expect_invalid:
+        if not request_problems:
+            problems.append(f"{method} {path}: sent as a request the spec forbids, but the spec allows it")
+    else:
+        problems += request_problems
+    return problems + spec.check_response(method, path, status, reply)
 
 
 @dataclass
@@ -107,27 +152,80 @@ class SpecRecorder:
     spec: Spec | None
     problems: list[str] = field(default_factory=list)
     checked: int = 0
+    invalid: int = 0  # > 0 inside invalid_requests()
 
     def hook(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         if self.spec is None:
             return
         req = response.request
-        method = req.method or "GET"
-        path = split(req.url or "")
-        if req.body:
-            raw = req.body.decode() if isinstance(req.body, bytes) else req.body
-            self.problems += self.spec.check_request(method, path, json.loads(raw))
-        body = response.json() if response.content else None
-        if response.status_code in (429,) or response.status_code >= 500:
-            # error bodies are checked by shape as well
-            pass
-        self.problems += self.spec.check_response(method, path, response.status_code, body)
+        reply = response.json() if response.content else None
+        self.problems += check_exchange(self.spec, req.method or "GET", req.url or "", req.body,
+                                        response.status_code, reply, expect_invalid=self.invalid > 0)
         self.checked += 1
+
+    @contextlib.contextmanager
+    def invalid_requests(self) -> Iterator[None]:
+        """For requests the spec itself forbids (the test checks that localcloud refuses them as
+        Hetzner does): each one's body must fail the spec; its response is checked as usual."""
+        self.invalid += 1
+        try:
+            yield
+        finally:
+            self.invalid -= 1
 
 
 @pytest.fixture
 def recorder(spec: Spec | None) -> SpecRecorder:
     return SpecRecorder(spec)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _exchange_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every Python subprocess records its HTTP exchanges here (tests/support/sitecustomize.py)."""
+    directory = tmp_path_factory.mktemp("exchanges")
+    saved = {k: os.environ.get(k) for k in ("NORNOS_EXCHANGE_DIR", "PYTHONPATH")}
+    os.environ["NORNOS_EXCHANGE_DIR"] = str(directory)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SUPPORT), saved["PYTHONPATH"]) if p)
+    yield directory
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def subprocess_exchanges(directory: Path, seen: dict[Path, int]) -> list[dict[str, Any]]:
+    """The exchanges recorded since ``seen`` (bytes read per file), which is brought up to date."""
+    out = []
+    for path in sorted(directory.glob("*.jsonl")):
+        with path.open("rb") as f:
+            f.seek(seen.get(path, 0))
+            data = f.read()
+        complete = data[:data.rfind(b"\n") + 1]  # a line still being written is read next time
+        seen[path] = seen.get(path, 0) + len(complete)
+        out += [json.loads(line) for line in complete.decode().splitlines() if line]
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _subprocess_exchanges_conform(_exchange_dir: Path) -> Iterator[None]:
+    """The requests provision.py and the other tools sent during this test, and the responses
+    they got, checked against the spec: a mismatch fails the test that ran them."""
+    seen: dict[Path, int] = {}
+    subprocess_exchanges(_exchange_dir, seen)
+    yield
+    exchanges = [e for e in subprocess_exchanges(_exchange_dir, seen) if "/v1/" in urlsplit(e["url"]).path]
+    if not exchanges:
+        return
+    checked = spec_or_fail()
+    if checked is None:
+        return
+    problems: list[str] = []
+    for e in exchanges:
+        problems += check_exchange(checked, e["method"], e["url"], e["body"], e["status"], e["reply"])
+    if problems:
+        listed = "\n  ".join(dict.fromkeys(problems))
+        pytest.fail(f"{len(problems)} spec mismatch(es) in what the tools sent or got:\n  {listed}", pytrace=False)
 
 
 def make_client(lc: LocalCloud, recorder: SpecRecorder | None = None, token: str = TOKEN,
@@ -155,7 +253,9 @@ def ssh_public_key() -> str:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"hcloud OpenAPI spec: {SPEC_PATH if SPEC_PATH.exists() else 'absent (conformance checks skip)'}"
+    if SPEC_PATH.exists():
+        return f"hcloud OpenAPI spec: {SPEC_PATH}"
+    return f"hcloud OpenAPI spec: absent ({SPEC_PATH}): {'the API tests FAIL (CI=true)' if CI else 'NOT CHECKED'}"
 
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")

@@ -1,8 +1,12 @@
 """Conformance with Hetzner's official OpenAPI document.
 
-Every request hcloud-python sends and every response localcloud gives in the API tests
-is checked here against ../shared/reference/hcloud-openapi.json (read in place, never
-copied into the repository). Mismatches are collected and fail the test that caused them.
+Every request the API tests send (hcloud-python in the test process, provision.py and the
+other tools in subprocesses: tests/support/sitecustomize.py records their exchanges) and
+every response localcloud gives is checked here against Hetzner's OpenAPI document
+(``$HCLOUD_OPENAPI``; the default is the copy beside the checkout, read in place, never
+copied into the repository): bodies with their formats (date-time, int32/int64, decimal),
+and query parameters. Mismatches fail the test that caused them. Under ``CI=true`` a
+missing document fails the run (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -33,6 +39,55 @@ POST_SPEC_RESPONSES: dict[tuple[str, str, int], tuple[str, ...]] = {
     ("DELETE", "/load_balancers/{id}", 200):
         ("paths", "/servers/{id}", "delete", "responses", "200", "content", "application/json", "schema"),
 }
+
+
+# The formats the document uses (date-time 398 times, int64, int32, double, decimal); jsonschema
+# checks date-time only with an optional package, so each is checked here, strictly.
+FORMATS = FormatChecker(formats=())
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not _RFC3339.match(value):
+        return False
+    datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))  # a real date and time
+    return True
+
+
+@FORMATS.checks("int64")
+def _int64(value: object) -> bool:
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
+
+
+@FORMATS.checks("int32")
+def _int32(value: object) -> bool:
+    return not isinstance(value, int) or -(2**31) <= value < 2**31
+
+
+@FORMATS.checks("decimal", raises=InvalidOperation)
+def _decimal(value: object) -> bool:
+    return not isinstance(value, str) or Decimal(value).is_finite()
+
+
+# Requests the project sends on purpose although the spec forbids them: (method, template,
+# exact JSON body) -> why. Each must still fail the spec (else the entry is stale) and its
+# response is checked as usual.
+DELIBERATELY_INVALID: dict[tuple[str, str, str], str] = {
+    ("POST", "/ssh_keys", "{}"):
+        "nornos_infra/cloud/connection.py check_write_access: a create with an empty body can never create "
+        "anything; it tells a read-write token (invalid_input) from a read-only one (token_readonly) without writing",
+}
+
+
+def deliberately_invalid(spec: Spec, method: str, path: str, body: Any) -> str | None:
+    """The reason a request is sent although the spec forbids it, or None."""
+    op = spec.find(method, path)
+    if op is None:
+        return None
+    return DELIBERATELY_INVALID.get((method, op.template, json.dumps(body, sort_keys=True)))
 
 
 def _pointer(*parts: str) -> str:
@@ -77,7 +132,36 @@ class Spec:
 
     def _validator(self, *pointer: str) -> Draft202012Validator:
         ref = {"$ref": f"{SPEC_URI}#/{_pointer(*pointer)}"}
-        return Draft202012Validator(ref, registry=self.registry)
+        return Draft202012Validator(ref, registry=self.registry, format_checker=FORMATS)
+
+    def check_query(self, method: str, path: str, query: str) -> list[str]:
+        """Every query parameter must be one the operation documents, with a value its schema
+        allows (arrays are repeated parameters, ``id=1&id=2``, the spec's form style)."""
+        op = self.find(method, path)
+        if op is None or not query:
+            return []
+        documented = {p["name"]: (i, p) for i, p in enumerate(op.op.get("parameters", [])) if p["in"] == "query"}
+        given: dict[str, list[str]] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            given.setdefault(name, []).append(value)
+        problems = []
+        for name, values in given.items():
+            if name not in documented:
+                problems.append(f"query {method} {op.template}: {name} is not a parameter of this operation")
+                continue
+            i, param = documented[name]
+            schema = param["schema"]
+            if schema.get("type") == "array":
+                instance: Any = [_coerce(v, schema.get("items", {})) for v in values]
+            elif len(values) > 1:
+                problems.append(f"query {method} {op.template}: {name} given {len(values)} times")
+                continue
+            else:
+                instance = _coerce(values[0], schema)
+            ptr = ("paths", op.template, method.lower(), "parameters", str(i), "schema")
+            problems += [f"query {method} {op.template}: {name}={values}: {e.message[:200]}"
+                         for e in self._validator(*ptr).iter_errors(instance)]
+        return problems
 
     def check_request(self, method: str, path: str, body: Any) -> list[str]:
         op = self.find(method, path)
@@ -112,6 +196,16 @@ class Spec:
         ptr = ("paths", op.template, method.lower(), "responses", key, "content", "application/json", "schema")
         return [f"response {method} {op.template} {status}: {_describe(e)}"
                 for e in self._validator(*ptr).iter_errors(body)]
+
+
+def _coerce(text: str, schema: dict[str, Any]) -> Any:
+    """A query value as the type its schema names (left a string when it is not one)."""
+    kind = schema.get("type")
+    if kind == "integer" and re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if kind == "boolean" and text in ("true", "false"):
+        return text == "true"
+    return text
 
 
 def _id_or_name(error: Any, body_schema: dict[str, Any]) -> bool:

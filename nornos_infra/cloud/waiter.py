@@ -90,8 +90,8 @@ class ActionWaiter:
             for start in range(0, len(ids), BATCH):
                 batch = ids[start:start + BATCH]
                 try:
-                    data = self.conn.request("GET", "/actions", "poll actions", params={"id": batch,
-                                                                                        "per_page": BATCH})
+                    # only ``id`` is a parameter of GET /actions (spec); 25 ids fit its default page of 25
+                    data = self.conn.request("GET", "/actions", "poll actions", params={"id": batch})
                 except Exception as exc:  # give every waiter the reason instead of hanging
                     self._fail_all(batch, exc)
                     continue

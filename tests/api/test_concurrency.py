@@ -55,7 +55,7 @@ def wait_batched(client: Client, ids: list[int], timeout: float = 30.0) -> dict[
         pending = [i for i in ids if i not in done]
         for start in range(0, len(pending), 25):
             batch = pending[start:start + 25]
-            reply = client.request("GET", "/actions", params={"id": batch, "per_page": 50})
+            reply = client.request("GET", "/actions", params={"id": batch})  # id is its only parameter
             assert {a["id"] for a in reply["actions"]} == set(batch)
             done.update({a["id"]: a for a in reply["actions"] if a["status"] != "running"})
         time.sleep(0.05)
