@@ -1,5 +1,6 @@
-"""Fixtures for tests on real hosts: skip unless root with systemd-nspawn and debootstrap;
-an SSH key; ``ssh`` into machines; a check that nothing of localcloud's is left behind."""
+"""Fixtures for tests on real hosts: skip unless root with systemd-nspawn and debootstrap (under
+``CI=true``: fail, tests/e2e/prerequisites.py); an SSH key; ``ssh`` into machines; a check that
+nothing of localcloud's is left behind."""
 
 from __future__ import annotations
 
@@ -15,17 +16,15 @@ import pytest
 
 from localcloud.hosts.system import OUR_LINK, OUR_NETNS, OVERLAY_SOURCE, all_cgroup_roots, why_unsupported
 from localcloud.hosts.volumes import LOOPS_DIR
+from tests.e2e.prerequisites import skip_or_fail
 
 REASON = why_unsupported()
 OUR_VOLUME_FILE = re.compile(r"localcloud.*/volumes/\d+\.img")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if REASON is None:
-        return
-    for item in items:
-        if item.get_closest_marker("e2e") is not None:
-            item.add_marker(pytest.mark.skip(reason=f"e2e on real hosts: {REASON}"))
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if REASON is not None and item.get_closest_marker("e2e") is not None:
+        skip_or_fail(f"e2e on real hosts: {REASON}")
 
 
 @pytest.fixture(scope="session")

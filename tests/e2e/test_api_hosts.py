@@ -25,6 +25,7 @@ from hcloud.ssh_keys import BoundSSHKey
 
 from tests.conftest import READONLY_TOKEN, TOKEN, LocalCloud, SpecRecorder
 from tests.e2e.conftest import assert_nothing_left, ours, ssh
+from tests.e2e.prerequisites import skip_or_fail
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +79,7 @@ def _wait_started(proc: subprocess.Popen[bytes], state: Path, args: list[str], p
         if proc.poll() is not None:
             text = log.read_text()
             if "another localcloud with real hosts is running" in text:
-                pytest.skip(text.strip().splitlines()[-1])
+                skip_or_fail(text.strip().splitlines()[-1])
             raise RuntimeError(f"localcloud exited with {proc.returncode}: {text[-2000:]}")
         if port_file.exists():
             try:

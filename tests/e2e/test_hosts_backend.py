@@ -15,6 +15,7 @@ from localcloud.hosts.backend import Hosts, ImageRef, ServerSpec
 from localcloud.hosts.network import PrivateNic
 from localcloud.hosts.system import HostError, cgroup_hierarchies
 from tests.e2e.conftest import assert_nothing_left, ours, ssh
+from tests.e2e.prerequisites import skip_or_fail
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,7 @@ def hosts(workdir: Path) -> Iterator[Hosts]:
         h.start()
     except HostError as exc:
         if "another localcloud" in str(exc):
-            pytest.skip(str(exc))
+            skip_or_fail(str(exc))
         raise
     try:
         yield h

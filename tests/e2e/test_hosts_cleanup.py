@@ -15,6 +15,7 @@ import pytest
 
 from localcloud.hosts.backend import Hosts
 from tests.e2e.conftest import assert_nothing_left, ours
+from tests.e2e.prerequisites import skip_or_fail
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +38,7 @@ SCRIPT = textwrap.dedent("""
 
 def test_start_removes_the_leftovers_of_a_killed_run(workdir: Path) -> None:
     if subprocess.run(["ip", "link", "show", "lcfoo0"], capture_output=True).returncode == 0:
-        pytest.skip("lcfoo0 exists")
+        skip_or_fail("lcfoo0 exists (left by someone else): the test needs that name")
     # what merely looks like ours must survive: a bridge and a namespace whose names are not ours
     subprocess.run(["ip", "link", "add", "lcfoo0", "type", "bridge"], check=True)
     subprocess.run(["ip", "netns", "add", "lc-foo"], check=True)
