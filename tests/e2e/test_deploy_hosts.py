@@ -209,6 +209,19 @@ def _checksum(env: Env) -> str:
                       "\"select count(*) || ':' || md5(string_agg(t::text, ',' order by id)) from visits t\"")
 
 
+def test_ssh_passes_ssh_audit(deployed: Env) -> None:
+    """ssh-audit (an outside tool) finds no failure and no warning in what sshd offers: one
+    Ed25519 host key, modern key exchange, ciphers and MACs; the deploy's own clients (pyinfra's
+    paramiko, OpenSSH) connected with exactly these."""
+    audit = subprocess.run([str(Path(sys.executable).parent / "ssh-audit"), "-n", "--skip-rate-test",
+                            deployed.host(PG)["public_ipv4"]], capture_output=True, text=True, timeout=120)
+    report = audit.stdout
+    assert "(key) ssh-ed25519" in report, report[-3000:]
+    flagged = [line for line in report.splitlines() if "[fail]" in line or "[warn]" in line]
+    assert not flagged, "\n".join(flagged)
+    assert not re.search(r"\(key\) (ecdsa|rsa|ssh-rsa)", report)
+
+
 def test_backup_round_trip_and_retention(deployed: Env) -> None:
     deployed.on(PG, "runuser -u postgres -- psql -d patient_app -v ON_ERROR_STOP=1 -c "
                     "\"set role patient_app; create table visits (id serial primary key, note text, at timestamptz);"
