@@ -79,7 +79,8 @@ def test_no_key_anywhere_is_one_line(run: Run) -> None:
 def test_a_bad_ci_secret_is_refused_without_echoing_it(run: Run) -> None:
     secret = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----"
     plan = run("dev", "--dry-run", SSH_PUBLIC_KEY=secret)
-    assert plan.returncode == 1 and "$SSH_PUBLIC_KEY is not an SSH public key" in plan.stderr
+    assert plan.returncode == 1 and "$SSH_PUBLIC_KEY is a PRIVATE key, not an SSH public key" in plan.stderr
+    assert len(plan.stderr.strip().splitlines()) == 1
     assert "b3BlbnNzaC1rZXktdjEAAAAABG5vbmU" not in plan.stdout + plan.stderr
 
 
@@ -132,5 +133,5 @@ def test_overrides_for_another_endpoint_are_refused(run: Run) -> None:
     plan = run("dev", "--dry-run", NORNOS_OVERRIDES=str(path))
     assert plan.returncode == 1 and f"is for http://127.0.0.1:1/v1, not {run.lc.endpoint}" in plan.stderr
     missing = run("dev", "--dry-run", NORNOS_OVERRIDES=str(run.tmp / "nope.yaml"))
-    assert missing.returncode == 1 and "NORNOS_OVERRIDES: cannot read" in missing.stderr
+    assert missing.returncode == 1 and f"NORNOS_OVERRIDES: {run.tmp / 'nope.yaml'} file not found" in missing.stderr
     assert run.mutations() == []

@@ -51,6 +51,15 @@ class Handler(BaseHTTPRequestHandler):
             up.seen.append((self.path, dict(self.headers.items())))
             up.in_flight[self.path] += 1
             up.most[self.path] = max(up.most[self.path], up.in_flight[self.path])
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            with up.lock:
+                if not left:
+                    up.in_flight[self.path] -= 1
+                    left = True
+
         try:
             time.sleep(up.delay)
             if self.headers.get("If-Modified-Since"):
@@ -60,12 +69,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Length", str(len(BODY)))
             self.end_headers()
+            # no longer in flight once the last bytes go out: the client may have read them
+            # and sent its next request before this thread runs again (a load-dependent race)
+            leave()
             self.wfile.write(BODY)
             with up.lock:
                 up.finished += 1
         finally:
-            with up.lock:
-                up.in_flight[self.path] -= 1
+            leave()
 
 
 @pytest.fixture
