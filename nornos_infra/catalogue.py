@@ -235,7 +235,7 @@ def _check_load_balancer(spec: EnvSpec, catalogue: Catalogue, location_ok: bool)
     priced = {p["location"] for p in lbt.get("prices", [])}
     if location_ok and priced and spec.location not in priced:
         problems.append(f"load_balancer.type: {lb.type} is not offered in {spec.location}; choose another type")
-    services = len(set(lb.services)) + (1 if lb.kube_api else 0)
+    services = len(set(lb.services))  # kube_api adds none: the LB never carries 6443 (ADR 0004)
     if lbt.get("max_services") is not None and services > int(lbt["max_services"]):
         problems.append(f"load_balancer.services: {lb.type} allows {lbt['max_services']} services, {services} are "
                         "configured; choose a larger type or fewer ports")

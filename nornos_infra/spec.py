@@ -495,7 +495,8 @@ def check_rules(spec: EnvSpec, expected_name: str | None = None) -> list[str]:
                         "through the load balancer (it cannot filter sources)")
     if spec.load_balancer is not None and 6443 in spec.load_balancer.services:
         problems.append("load_balancer.services: 6443 is the Kubernetes API; remove it and set "
-                        "load_balancer.kube_api: true to forward it to the control planes only")
+                        "load_balancer.kube_api: true: kubectl then reaches every control plane on its own "
+                        "firewalled address (the load balancer cannot filter sources)")
     for pool_name, pool in spec.pools.items():
         if pool.count and len(spec.server_name(pool_name, pool.count)) > 63:
             problems.append(f"pools.{pool_name}: server names would exceed 63 characters")

@@ -52,7 +52,8 @@ def first_server() -> str:
 
 
 def server_url(data: Any) -> str:
-    """Joining nodes talk to the first server's private address (the LB's when kube_api is on)."""
+    """Joining nodes talk to the first server's private address (or ``k3s_join_address``); k3s's own
+    client-side load balancer then follows every server."""
     target = data.get("k3s_join_address") or host.inventory.get_host(first_server()).data.get("private_ip")
     return f"https://{target}:6443"
 

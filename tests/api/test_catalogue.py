@@ -127,10 +127,17 @@ def test_unknown_load_balancer_type(conn: Connection) -> None:
 
 def test_too_many_services_for_the_lb_type(conn: Connection) -> None:
     def mutate(raw: dict[str, Any]) -> None:
-        raw["load_balancer"].update(services=[80, 443, 8080, 8443, 9000], kube_api=True)
+        raw["load_balancer"].update(services=[80, 443, 8080, 8443, 9000, 9443])
     problems = catalogue.check(make("dev", mutate), conn)
     assert problems == ["load_balancer.services: lb11 allows 5 services, 6 are configured; choose a larger type or "
                         "fewer ports"]
+
+
+def test_kube_api_takes_no_lb_service(conn: Connection) -> None:
+    """The API is on the control planes' own addresses (ADR 0004): five app ports fit an lb11."""
+    def mutate(raw: dict[str, Any]) -> None:
+        raw["load_balancer"].update(services=[80, 443, 8080, 8443, 9000], kube_api=True)
+    assert catalogue.check(make("dev", mutate), conn) == []
 
 
 def test_no_lb_types_request_without_lb(conn: Connection, localcloud: LocalCloud) -> None:
