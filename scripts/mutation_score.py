@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Mutation score of nornos_infra/cloud, nornos_infra/kube and the pure parts of the roles, with mutmut.
+
+mutmut generates the mutants (operators, constants, comparisons, arguments, ...) itself; for each
+one it runs only the tests that reach the mutated function. It never touches this working tree:
+each package is scored in its own temporary copy of the repository (HEAD, or ``--worktree``),
+where mutmut writes its ``mutants/`` folder.
+
+    .venv/bin/python scripts/mutation_score.py                  # every package, from HEAD
+    .venv/bin/python scripts/mutation_score.py roles kube       # only these packages
+    .venv/bin/python scripts/mutation_score.py --worktree cloud # uncommitted changes too
+    .venv/bin/python scripts/mutation_score.py --survivors      # also list each surviving mutant
+
+A mutant is killed when a test fails (or times out) with it. "no tests" mutants (code no selected
+selected test reaches) are counted as not killed. Code that provision.py runs in a subprocess of a test
+counts as reached by that test (a bridge added to the copy's tests/support/sitecustomize.py and
+tests/conftest.py). For the roles only the pure functions count (sizing, scram, the
+firewall rule context, the apt, Redis ACL and pg_hba renderers); the pyinfra deploys are not scored.
+
+The score per package is printed at the end; exit status 0 unless a run failed to complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from mutations import copy_tree  # noqa: E402  (the same copy of the tree the hand mutations use)
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    files: tuple[str, ...]  # globs, relative to the repository
+    tests: tuple[str, ...]  # the tests that run against its mutants
+    functions: tuple[str, ...] = ()  # when set, only mutants of these functions count
+
+
+CLOUD_API_TESTS = ("tests/api/test_updates.py", "tests/api/test_waiter.py", "tests/api/test_provision.py")
+
+PACKAGES: tuple[Package, ...] = (
+    Package("cloud", ("nornos_infra/cloud/*",),
+            ("tests/unit", *CLOUD_API_TESTS)),
+    Package("kube", ("nornos_infra/kube/*",),
+            ("tests/unit",)),
+    Package("roles", ("nornos_infra/roles/sizing.py", "nornos_infra/roles/scram.py", "nornos_infra/roles/firewall.py",
+                      "nornos_infra/roles/aptsh.py", "nornos_infra/roles/redis.py", "nornos_infra/roles/postgres.py"),
+            ("tests/unit",),
+            functions=("sizing.", "scram.", "firewall.x_rule_context", "firewall.x_allowed_ssh",
+                       "aptsh.", "redis.x_acl_file", "postgres.x_hba_entries")),
+)
+
+KILLED = {"killed", "timeout"}
+
+
+def configure(tree: Path, package: Package) -> None:
+    """The [tool.mutmut] section of the copy's pyproject.toml (the working tree's is never changed)."""
+    also_copy = sorted(p.name for p in tree.iterdir() if p.name not in {"nornos_infra", "mutants", ".git"})
+
+    def toml_list(items: tuple[str, ...] | list[str]) -> str:
+        return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
+    section = (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["nornos_infra"]\n'
+        f"only_mutate = {toml_list(package.files)}\n"
+        f"also_copy = {toml_list(also_copy)}\n"
+        f"pytest_add_cli_args = {toml_list(['-p', 'no:cacheprovider', '-p', 'no:xdist', '-q'])}\n"
+        f"pytest_add_cli_args_test_selection = {toml_list(package.tests)}\n"
+        "use_git_change_detection = false\n"
+    )
+    pyproject = tree / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + section)
+
+
+# mutmut learns which tests reach a function from the calls it sees in the pytest process; code that
+# provision.py runs in a subprocess would look untested. In the copy only, the subprocesses (which load
+# tests/support/sitecustomize.py) write the functions they reach to files, and the pytest process hands
+# those to mutmut when each test ends.
+SUBPROCESS_HITS = """
+
+if os.environ.get("MUTANT_UNDER_TEST") == "stats" and os.environ.get("NORNOS_MUTMUT_HITS"):
+    import mutmut.mutation.trampoline as _trampoline
+
+    _hits_file = os.path.join(os.environ["NORNOS_MUTMUT_HITS"], f"{os.getpid()}.hits")
+    _seen: set[str] = set()
+
+    def _record(name: str, caller: str | None = None) -> None:
+        if name not in _seen:
+            _seen.add(name)
+            with open(_hits_file, "a", encoding="utf-8") as out:
+                out.write(name + "\\n")
+
+    _trampoline.record_trampoline_hit = _record  # type: ignore[assignment]
+"""
+
+HAND_OVER_HITS = """
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    directory = os.environ.get("NORNOS_MUTMUT_HITS")
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats" or not directory:
+        return
+    import mutmut
+
+    for path in Path(directory).glob("*.hits"):
+        mutmut.state()._stats.update(filter(None, path.read_text().splitlines()))
+        path.unlink()
+"""
+
+
+def bridge_subprocesses(tree: Path, hits: Path) -> None:
+    sitecustomize = tree / "tests" / "support" / "sitecustomize.py"
+    sitecustomize.write_text(sitecustomize.read_text() + SUBPROCESS_HITS)
+    conftest = tree / "tests" / "conftest.py"
+    text = conftest.read_text()
+    for needed in ("import os\n", "from pathlib import Path\n", "import pytest\n"):
+        if needed not in text:
+            raise RuntimeError(f"tests/conftest.py no longer has {needed.strip()!r}: update scripts/mutation_score.py")
+    conftest.write_text(text + HAND_OVER_HITS)
+    hits.mkdir()
+
+
+def counted(package: Package, mutant: str) -> bool:
+    return not package.functions or any(f in mutant for f in package.functions)
+
+
+def score(package: Package, worktree: bool, children: int, survivors: bool,
+          log: Path | None) -> tuple[Counter[str], float]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    spec = ROOT.parent / "shared" / "reference" / "hcloud-openapi.json"
+    if "HCLOUD_OPENAPI" not in env and spec.exists():
+        env["HCLOUD_OPENAPI"] = str(spec)  # the copy is not beside ../shared: keep the conformance checks
+    mutmut = [str(Path(sys.executable).with_name("mutmut"))]
+    with tempfile.TemporaryDirectory(prefix=f"nornos-mutmut-{package.name}-") as tmp:
+        tree = Path(tmp)
+        copy_tree(tree, worktree)
+        configure(tree, package)
+        hits = tree / ".mutmut-hits"
+        bridge_subprocesses(tree, hits)
+        env["NORNOS_MUTMUT_HITS"] = str(hits)
+        start = time.monotonic()
+        out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            proc = subprocess.run([*mutmut, "run", "--max-children", str(children)], cwd=tree, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]
+        elapsed = time.monotonic() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"mutmut run failed for {package.name} (exit {proc.returncode}); see {log or 'its log'}")
+        listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=tree, env=env, capture_output=True,
+                                 text=True, check=True).stdout
+    results = Counter[str]()
+    surviving = []
+    for line in listing.splitlines():
+        match = re.match(r"\s+(\S+): (.+)$", line)
+        if not match or not counted(package, match.group(1)):
+            continue
+        status = match.group(2).strip()
+        results[status] += 1
+        if status not in KILLED:
+            surviving.append(f"{match.group(1)}: {status}")
+    if survivors:
+        for s in surviving:
+            print(f"  {s}")
+    return results, elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("packages", nargs="*", help=f"of {', '.join(p.name for p in PACKAGES)} (default: all)")
+    parser.add_argument("--worktree", action="store_true", help="copy the working tree instead of HEAD")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested in parallel (default 2)")
+    parser.add_argument("--survivors", action="store_true", help="list the mutants not killed")
+    parser.add_argument("--log-dir", type=Path, help="keep mutmut's output here, one file per package")
+    args = parser.parse_args(argv)
+    unknown = set(args.packages) - {p.name for p in PACKAGES}
+    if unknown:
+        parser.error(f"unknown package(s): {', '.join(sorted(unknown))}")
+    chosen = [p for p in PACKAGES if not args.packages or p.name in args.packages]
+    if shutil.which("mutmut", path=str(Path(sys.executable).parent)) is None:
+        print("mutmut is not installed: .venv/bin/pip install -e '.[dev]'", file=sys.stderr)
+        return 1
+    rows = []
+    for package in chosen:
+        print(f"== {package.name}: {', '.join(package.files)}; tests: {' '.join(package.tests)}", flush=True)
+        log = args.log_dir / f"mutmut-{package.name}.log" if args.log_dir else None
+        if log:
+            log.parent.mkdir(parents=True, exist_ok=True)
+        results, elapsed = score(package, args.worktree, args.children, args.survivors, log)
+        total = sum(results.values())
+        killed = sum(results[k] for k in KILLED)
+        pct = 100.0 * killed / total if total else 0.0
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(results.items()))
+        rows.append((package.name, killed, total, pct, elapsed, detail))
+        print(f"{package.name}: {killed}/{total} killed ({pct:.1f} %) in {elapsed / 60:.1f} min [{detail}]", flush=True)
+    print("\npackage  killed/total  score   time")
+    for name, killed, total, pct, elapsed, _ in rows:
+        print(f"{name:8} {killed:5}/{total:<6} {pct:5.1f} %  {elapsed / 60:5.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
