@@ -1,6 +1,7 @@
 """Every role, in runbook order: ``pyinfra inventories/dev.py deploys/all.py``.
 
-base -> firewall -> postgres -> redis -> backups -> k3s servers -> k3s agents -> manifests.
+base -> firewall -> postgres -> redis -> backups -> k3s servers -> k3s agents -> manifests
+-> audit rules -> the file-integrity baseline.
 Each role also runs alone: ``pyinfra inventories/dev.py deploys/postgres.py`` (or
 ``--limit postgres`` here).
 """
@@ -8,6 +9,7 @@ Each role also runs alone: ``pyinfra inventories/dev.py deploys/postgres.py`` (o
 from pyinfra import host
 
 from nornos_infra.roles import backups, base, firewall, k3s, manifests, postgres, redis
+from nornos_infra.roles.hardening import audit_rules, integrity_baseline
 
 base.base()
 firewall.firewall()
@@ -24,3 +26,5 @@ if "k3s_servers" in host.groups:
 if "k3s_agents" in host.groups:
     k3s.k3s_agent()
 manifests.manifests()
+audit_rules()  # after the roles: the directories they watch exist
+integrity_baseline()  # last: the configuration every role wrote is the baseline

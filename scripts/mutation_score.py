@@ -10,6 +10,7 @@ where mutmut writes its ``mutants/`` folder.
     .venv/bin/python scripts/mutation_score.py roles kube       # only these packages
     .venv/bin/python scripts/mutation_score.py --worktree cloud # uncommitted changes too
     .venv/bin/python scripts/mutation_score.py --survivors      # also list each surviving mutant
+    .venv/bin/python scripts/mutation_score.py kube --files 'nornos_infra/kube/generated.py'  # a part only
 
 A mutant is killed when a test fails (or times out) with it. "no tests" mutants (code no selected
 selected test reaches) are counted as not killed. Code that provision.py runs in a subprocess of a test
@@ -23,6 +24,7 @@ The score per package is printed at the end; exit status 0 unless a run failed t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -186,12 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worktree", action="store_true", help="copy the working tree instead of HEAD")
     parser.add_argument("--children", type=int, default=2, help="mutants tested in parallel (default 2)")
     parser.add_argument("--survivors", action="store_true", help="list the mutants not killed")
+    parser.add_argument("--files", help="only these files of the package (comma-separated globs)")
     parser.add_argument("--log-dir", type=Path, help="keep mutmut's output here, one file per package")
     args = parser.parse_args(argv)
     unknown = set(args.packages) - {p.name for p in PACKAGES}
     if unknown:
         parser.error(f"unknown package(s): {', '.join(sorted(unknown))}")
     chosen = [p for p in PACKAGES if not args.packages or p.name in args.packages]
+    if args.files:
+        chosen = [dataclasses.replace(p, files=tuple(args.files.split(","))) for p in chosen]
     if shutil.which("mutmut", path=str(Path(sys.executable).parent)) is None:
         print("mutmut is not installed: .venv/bin/pip install -e '.[dev]'", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from pyinfra.context import host
 from pyinfra.operations import files, server, systemd
 
 from nornos_infra.roles.facts import InContainer
+from nornos_infra.roles.hardening import hardening
 from nornos_infra.roles.ops import apt_packages, apt_update
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
@@ -28,7 +29,15 @@ PACKAGES = ["ca-certificates", "curl", "gnupg", "nftables", "unattended-upgrades
 SYSCTLS: dict[str, dict[str, str]] = {
     "all": {"net.ipv4.tcp_syncookies": "1", "net.ipv4.conf.all.rp_filter": "1",
             "net.ipv4.conf.all.accept_redirects": "0", "net.ipv4.conf.all.send_redirects": "0",
-            "net.ipv6.conf.all.accept_redirects": "0", "kernel.kptr_restrict": "2"},
+            "net.ipv6.conf.all.accept_redirects": "0", "kernel.kptr_restrict": "2",
+            # Lynis KRNL-6000 (CIS): per network namespace, so a container sets these too
+            "net.ipv4.conf.all.accept_source_route": "0", "net.ipv4.conf.default.accept_source_route": "0",
+            "net.ipv4.conf.default.accept_redirects": "0", "net.ipv6.conf.default.accept_redirects": "0",
+            "net.ipv4.conf.all.log_martians": "1", "net.ipv4.conf.default.log_martians": "1",
+            # the kernel's: a VM sets them, a container cannot (docs/SECURITY.md)
+            "fs.suid_dumpable": "0", "kernel.dmesg_restrict": "1", "kernel.sysrq": "0",
+            "fs.protected_fifos": "2", "fs.protected_regular": "2", "kernel.unprivileged_bpf_disabled": "1",
+            "kernel.perf_event_paranoid": "3", "dev.tty.ldisc_autoload": "0"},
     "k3s_server": {"net.ipv4.ip_forward": "1", "vm.max_map_count": "262144", "fs.inotify.max_user_instances": "512"},
     "k3s_agent": {"net.ipv4.ip_forward": "1", "vm.max_map_count": "262144", "fs.inotify.max_user_instances": "512"},
     "postgres": {"vm.swappiness": "10", "vm.overcommit_memory": "2", "vm.overcommit_ratio": "80"},
@@ -77,3 +86,5 @@ def base() -> None:
     conf = files.put(name="Role sysctls", src=StringIO(f"# managed by nornos-infra (role {role})\n" + content),
                      dest="/etc/sysctl.d/60-nornos.conf", mode="644")
     server.shell(name="Apply sysctls", commands=["sysctl -q -p /etc/sysctl.d/60-nornos.conf"], _if=conf.did_change)
+
+    hardening(in_container)

@@ -51,6 +51,10 @@ def redis() -> None:
     acl = secret_file(name="Redis ACL users (hashed passwords)", path="/etc/redis/users.acl",
                       content=acl_file(values["redis_password"], values["redis_admin_password"]),
                       mode="640", user="redis", group="redis")
+    limits = files.put(name="Redis: no core dumps", src=str(TEMPLATES / "redis-nornos.conf"),
+                       dest="/etc/systemd/system/redis-server.service.d/50-nornos.conf", mode="644",
+                       create_remote_dir=True)
+    systemd.daemon_reload(name="systemd: read the Redis drop-in", _if=limits.did_change)
     systemd.service(name="Redis running", service="redis-server", running=True, enabled=True)
     systemd.service(name="Redis: restart on new settings", service="redis-server", restarted=True,
                     _if=lambda: conf.did_change() or acl.did_change())

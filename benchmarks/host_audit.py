@@ -1,0 +1,214 @@
+"""Outside auditors on real machines: Lynis and ssh-audit against one host per role (issue 15).
+
+    flock /tmp/nornos-realhosts.lock .venv/bin/python benchmarks/host_audit.py [--details] [--no-op]
+
+Root on Linux, nothing else using real hosts. Starts its own localcloud --hosts nspawn,
+provisions dev (admin address 198.51.100.1/32, this machine on the public side), makes the
+env's secrets and runs ``pyinfra inventories/dev.py deploys/all.py`` limited to one host per
+role (k3s server, k3s agent, PostgreSQL, Redis). Then on each of them it installs Lynis
+(Debian's package, through the machine's apt proxy), runs ``lynis audit system --quick
+--no-colors`` and reads ``/var/log/lynis-report.dat`` (hardening_index, warning[],
+suggestion[]); from this machine it runs ssh-audit (the venv's, from the dev extras) against
+the host's public address. Prints one row per role: hardening index, Lynis warnings,
+suggestions, ssh-audit failures and warnings, and the result of the daily
+file-integrity check run right then. ``--details`` adds each warning and suggestion
+(test id and text); ``--no-op`` runs the deploy a second time first and prints the operations
+that changed (the goal: none). Figures only; nothing is asserted (the e2e tests assert).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import runpy
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from localcloud import control
+from nornos_infra import secrets
+from nornos_infra.admin_key import ensure_keypair
+
+ROOT = Path(__file__).resolve().parents[1]
+# one host per role of dev (environments/dev.yaml)
+ROLE_HOSTS = {"k3s_server": "nornos-dev-control-plane-1", "k3s_agent": "nornos-dev-workers-1",
+              "postgres": "nornos-dev-postgres-1", "redis": "nornos-dev-redis-1"}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20"]
+
+
+@dataclass
+class Audit:
+    role: str
+    host: str
+    index: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)
+    ssh_fail: list[str] = field(default_factory=list)
+    ssh_warn: list[str] = field(default_factory=list)
+    integrity: str = "-"
+
+
+def parse_report(text: str) -> tuple[int | None, list[str], list[str]]:
+    """hardening_index, warning[] and suggestion[] of a lynis-report.dat (``key=value`` lines;
+    a finding is ``TEST-ID|text|details|solution|``)."""
+    index: int | None = None
+    warnings: list[str] = []
+    suggestions: list[str] = []
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "hardening_index" and value.strip().isdigit():
+            index = int(value)
+        elif key == "warning[]":
+            warnings.append(_finding(value))
+        elif key == "suggestion[]":
+            suggestions.append(_finding(value))
+    return index, warnings, suggestions
+
+
+def _finding(value: str) -> str:
+    parts = value.split("|")
+    test, text = parts[0], parts[1] if len(parts) > 1 else ""
+    details = parts[2] if len(parts) > 2 and parts[2] not in ("", "-") else ""
+    return f"{test}: {text}" + (f" ({details})" if details else "")
+
+
+def parse_ssh_audit(text: str) -> tuple[list[str], list[str]]:
+    lines = [ANSI.sub("", line).strip() for line in text.splitlines()]
+    return [ln for ln in lines if "[fail]" in ln], [ln for ln in lines if "[warn]" in ln]
+
+
+def changed_operations(log: str) -> list[str]:
+    """Rows of pyinfra's closing results table whose Success column is not "-"."""
+    lines = [ANSI.sub("", line).strip() for line in log.splitlines()]
+    header = next(i for i, ln in enumerate(lines) if ln.split() == ["Operation", "Hosts", "Success", "Error",
+                                                                       "No", "Change"])
+    end = next(i for i in range(header, len(lines)) if lines[i].startswith("Grand total"))
+    return [ln for ln in lines[header + 1:end] if ln.split()[-3] != "-"]
+
+
+class Run:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.key = tmp / "ssh" / "id_ed25519"
+        public_key = ensure_keypair(self.key)
+        data: dict[str, Any] = yaml.safe_load((ROOT / "environments" / "dev.yaml").read_text())
+        data["ssh_keys"] = [{"name": "admin", "public_key_file": str(public_key)}]
+        data["admin_cidrs"] = ["198.51.100.1/32"]  # localcloud: this machine on the public side
+        (tmp / "env").mkdir()
+        (tmp / "env" / "dev.yaml").write_text(yaml.safe_dump(data))
+        self.lc = control.up(tmp / "lc", port=0, extra=["--hosts", "nspawn", "--time-scale", "0.2"])
+        self.vars = {**os.environ, **self.lc.env, "NORNOS_POLL_INTERVAL": "0.2",
+                     "SOPS_AGE_KEY_FILE": str(tmp / "age.txt"), "NORNOS_SECRETS_DIR": str(tmp / "secrets")}
+        os.environ.update({k: self.vars[k] for k in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR")})
+        secrets.init("dev")
+
+    def close(self) -> None:
+        control.down(self.tmp / "lc")
+
+    def provision(self) -> None:
+        cmd = [sys.executable, str(ROOT / "provision.py"), "dev", "--yes", "--env-dir", str(self.tmp / "env"),
+               "--inventory-dir", str(self.tmp / "inv")]
+        proc = subprocess.run(cmd, env=self.vars, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"provision.py failed: {proc.stderr.strip()[-800:]}")
+
+    def deploy(self) -> str:
+        """One pyinfra run on the audited hosts; its log (the results table is on stderr)."""
+        cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", str(self.tmp / "inv" / "dev.py"),
+               str(ROOT / "deploys" / "all.py"), "--user", "root", "--key", str(self.key),
+               "--data", "ssh_strict_host_key_checking=off", "--data", "ssh_known_hosts_file=/dev/null",
+               *[arg for name in ROLE_HOSTS.values() for arg in ("--limit", name)]]
+        proc = subprocess.run(cmd, env=self.vars, capture_output=True, text=True, cwd=ROOT)
+        log = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            raise RuntimeError(f"pyinfra failed: {ANSI.sub('', log).strip()[-3000:]}")
+        if not all(name in log for name in ROLE_HOSTS.values()):  # a --limit that matched nothing exits 0
+            raise RuntimeError(f"pyinfra did not deploy every audited host: {ANSI.sub('', log).strip()[-1500:]}")
+        return proc.stderr
+
+    def address(self, name: str) -> str:
+        inventory = runpy.run_path(str(self.tmp / "inv" / "dev.py"))
+        for group in ("k3s_servers", "k3s_agents", "postgres", "redis"):
+            for host_name, data in inventory[group][0]:
+                if host_name == name:
+                    return str(data["ssh_hostname"])
+        raise KeyError(name)
+
+    def on(self, name: str, command: str, timeout: float = 900) -> str:
+        proc = subprocess.run(["ssh", "-i", str(self.key), *SSH_OPTS, f"root@{self.address(name)}", command],
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name}: {command!r} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+        return proc.stdout
+
+    def audit(self, role: str, name: str) -> Audit:
+        # the lists the deploy left may predate lynis's entry in the proxy: update when it is not found
+        self.on(name, "for i in 1 2 3; do DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lynis "
+                      ">/dev/null && exit 0; apt-get update -qq; sleep 2; done; exit 1")
+        self.on(name, "lynis audit system --quick --no-colors >/var/log/lynis-run.log 2>&1")
+        index, warnings, suggestions = parse_report(self.on(name, "cat /var/log/lynis-report.dat"))
+        ssh_audit = subprocess.run([str(Path(sys.executable).parent / "ssh-audit"), "-n", "--skip-rate-test",
+                                    self.address(name)], capture_output=True, text=True, timeout=120)
+        fails, warns = parse_ssh_audit(ssh_audit.stdout)
+        # the daily file-integrity check, run now (after Lynis's own install): "ok", "failed" or "-"
+        integrity = self.on(name, "test -x /usr/local/sbin/nornos-integrity-check || { echo -; exit 0; }; "
+                                  "/usr/local/sbin/nornos-integrity-check >/dev/null 2>&1; "
+                                  "cut -d' ' -f1 /var/lib/nornos/integrity.status").strip()
+        return Audit(role, name, index, warnings, suggestions, fails, warns, integrity)
+
+
+def table(audits: list[Audit]) -> str:
+    rows = [("role", "host", "Lynis index", "warnings", "suggestions", "ssh-audit fail", "ssh-audit warn",
+             "integrity")]
+    rows += [(a.role, a.host, str(a.index), str(len(a.warnings)), str(len(a.suggestions)), str(len(a.ssh_fail)),
+              str(len(a.ssh_warn)), a.integrity) for a in audits]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--details", action="store_true", help="print every warning and suggestion")
+    parser.add_argument("--no-op", action="store_true", help="deploy twice; print what changed the second time")
+    parser.add_argument("--shell", help="a command to run on each audited host at the end (its output is printed)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("host_audit: needs root (real hosts)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="host-audit-", dir="/var/tmp") as tmp:
+        run = Run(Path(tmp))
+        try:
+            run.provision()
+            run.deploy()
+            if args.no_op:
+                changed = changed_operations(run.deploy())
+                print("second deploy: " + (f"{len(changed)} operations changed:\n  " + "\n  ".join(changed)
+                                           if changed else "0 operations changed"), flush=True)
+            audits = [run.audit(role, name) for role, name in ROLE_HOSTS.items()]
+            for name in ROLE_HOSTS.values() if args.shell else ():
+                print(f"== {name}: {args.shell}\n{run.on(name, args.shell + '; true')}", flush=True)
+        finally:
+            run.close()
+    if args.details:
+        for a in audits:
+            print(f"== {a.role} ({a.host})")
+            for line in a.warnings:
+                print(f"  warning    {line}")
+            for line in a.suggestions:
+                print(f"  suggestion {line}")
+            for line in a.ssh_fail + a.ssh_warn:
+                print(f"  ssh-audit  {line}")
+    print(table(audits))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Host hardening measured by outside auditors (issue 15; Lynis, ssh-audit), called by base:
+security updates at the first deploy and reported later, needrestart, unused network
+protocols off, no core dumps, umask 027, a login banner, auditd (on machines that can run it)
+and the file-integrity check (debsums, daily). What each measure is for and what a
+container cannot do: docs/SECURITY.md ("Host hardening").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import logger
+from pyinfra.api.deploy import deploy
+from pyinfra.context import host
+from pyinfra.facts.files import File, Sha256File
+from pyinfra.facts.server import Command
+from pyinfra.operations import files, server, systemd
+
+from nornos_infra.roles.facts import InContainer
+from nornos_infra.roles.ops import apt_packages
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
+# libpam-tmpdir: a private $TMPDIR per login; libpam-pwquality: strength rules for any password
+# set later (no account has one)
+PACKAGES = ["needrestart", "debsums", "apt-show-versions", "libpam-tmpdir", "libpam-pwquality"]
+STATUS_DIR = "/var/lib/nornos"
+FIRST_UPGRADE = f"{STATUS_DIR}/security-upgrades.first"
+INTEGRITY_BASELINE = f"{STATUS_DIR}/integrity.baseline"
+# services needrestart may name that the deploy restarts by itself: stateless, and sshd keeps
+# its open sessions; PostgreSQL, Redis and k3s are only reported (docs/RUNBOOK.md)
+SAFE_RESTARTS = ("cron.service", "ssh.service", "systemd-timesyncd.service", "systemd-journald.service",
+                 "systemd-logind.service", "unattended-upgrades.service", "nftables.service")
+# apt-get -s prints "Inst <pkg> [<old>] (<new> <origin and suite>) [<arch>]"; security ones
+# come from the Debian-Security origin (suite <codename>-security)
+PENDING_SECURITY = ("apt-get -s -o Debug::NoLocking=1 upgrade 2>/dev/null "
+                    "| awk '/^Inst / && /-security/ {print $2}' | sort")
+LOGIN_DEFS = {"UMASK": "027", "PASS_MAX_DAYS": "365", "PASS_MIN_DAYS": "1", "PASS_WARN_AGE": "14",
+              "SHA_CRYPT_MIN_ROUNDS": "5000", "SHA_CRYPT_MAX_ROUNDS": "50000"}
+
+def pending_security() -> list[str]:
+    output = host.get_fact(Command, command=PENDING_SECURITY + " || true") or ""
+    return [line.strip() for line in str(output).splitlines() if line.strip()]
+
+
+def hardening(in_container: bool) -> None:
+    """Called by base (its operations show under Base/)."""
+    apt_packages(name="Hardening packages (needrestart, debsums, ...)", packages=PACKAGES)
+    files.put(name="needrestart: list, never restart from apt", src=str(TEMPLATES / "needrestart-nornos.conf"),
+              dest="/etc/needrestart/conf.d/50-nornos.conf", mode="644", create_remote_dir=True)
+    _security_updates()
+
+    files.put(name="Unused network protocols and storage buses off", src=str(TEMPLATES / "modprobe-nornos.conf"),
+              dest="/etc/modprobe.d/nornos-protocols.conf", mode="644")
+    files.put(name="No core dumps for logins", src=str(TEMPLATES / "limits-nornos.conf"),
+              dest="/etc/security/limits.d/50-nornos.conf", mode="644")
+    for key, value in LOGIN_DEFS.items():
+        files.line(name=f"login.defs: {key} {value}", path="/etc/login.defs", line=rf"^#?{key}\s",
+                   replace=f"{key}\t\t{value}")
+    for banner in ("/etc/issue", "/etc/issue.net"):
+        files.put(name=f"Login banner: {banner}", src=str(TEMPLATES / "issue.net"), dest=banner, mode="644")
+
+    _auditd(in_container)
+
+    files.directory(name="Status directory", path=STATUS_DIR, mode="755")
+    files.put(name="File integrity check", src=str(TEMPLATES / "nornos-integrity-check"),
+              dest="/usr/local/sbin/nornos-integrity-check", mode="755")
+    files.put(name="File integrity: daily at 04:30", src=str(TEMPLATES / "cron-nornos-integrity"),
+              dest="/etc/cron.d/nornos-integrity", mode="644")
+
+
+def _security_updates() -> None:
+    """The first deploy applies pending security updates; later ones report them (unattended
+    upgrades apply them daily) and never upgrade behind the operator's back."""
+    pending = pending_security()
+    first = host.get_fact(File, path=FIRST_UPGRADE) is None
+    if first:
+        server.shell(name="Security updates (first deploy)", commands=[
+            "set -e; pkgs=$(" + PENDING_SECURITY + "); "
+            "if [ -n \"$pkgs\" ]; then for i in 1 2 3; do "
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --only-upgrade "
+            "-o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 $pkgs && break; "
+            "[ $i = 3 ] && exit 1; sleep 10; apt-get update -q || true; done; fi",
+            f"mkdir -p {STATUS_DIR} && date -u +%Y-%m-%dT%H:%M:%SZ > {FIRST_UPGRADE}",
+        ])
+        server.shell(name="Restart what the updates require and is safe to restart", commands=[
+            "command -v needrestart >/dev/null || exit 0; "
+            "for s in $(needrestart -b -r l 2>/dev/null | sed -n 's/^NEEDRESTART-SVC: //p'); do "
+            f"case \" {' '.join(SAFE_RESTARTS)} \" in *\" $s \"*) systemctl restart \"$s\";; "
+            "*) echo \"needs a restart (maintenance window): $s\";; esac; done"])
+    elif pending:
+        logger.warning(f"{host.name}: {len(pending)} security updates pending (unattended upgrades apply them "
+                       f"daily): {', '.join(pending)}")
+    services = host.get_fact(Command, command="command -v needrestart >/dev/null && needrestart -b -r l "
+                                              "2>/dev/null | sed -n 's/^NEEDRESTART-SVC: //p' || true") or ""
+    waiting = [s for s in str(services).split() if s]
+    if waiting and not first:
+        logger.warning(f"{host.name}: services running old code (restart in a maintenance window): "
+                       f"{', '.join(waiting)}")
+
+
+def _auditd(in_container: bool) -> None:
+    if in_container:
+        # the kernel's audit answers its netlink socket in the initial network namespace only: in
+        # localcloud's machines auditctl says "audit support not in kernel" and auditd fails (docs/SECURITY.md)
+        logger.info(f"{host.name}: auditd not applicable in a container (no access to the kernel's audit)")
+        return
+    apt_packages(name="auditd", packages=["auditd"])
+    conf = files.put(name="auditd: rotated logs (20 x 50 MB)", src=str(TEMPLATES / "auditd.conf"),
+                     dest="/etc/audit/auditd.conf", mode="640")
+    systemd.service(name="auditd running", service="auditd", running=True, enabled=True)
+    # auditd refuses a manual restart (RefuseManualStop); SIGHUP makes it re-read its configuration
+    server.shell(name="auditd: re-read its configuration", commands=["systemctl kill --signal=SIGHUP auditd"],
+                 _if=conf.did_change)
+
+
+@deploy("Audit rules")
+def audit_rules() -> None:
+    """The role's audit rules, loaded after every role ran: the directories they watch (the
+    PostgreSQL data directory, the backups) exist by then. Not in a container (see _auditd)."""
+    if host.get_fact(InContainer):
+        return
+    role = str(host.data.get("role", ""))
+    rules = files.template(name="Audit rules", src=str(TEMPLATES / "audit-nornos.rules.j2"),
+                           dest="/etc/audit/rules.d/50-nornos.rules", mode="640", role=role,
+                           pg_data="/mnt/postgres-data/pgdata", pg_backups="/mnt/postgres-data/backups",
+                           redis_backups="/var/backups/redis")
+    server.shell(name="Audit rules: load", commands=["augenrules --load"], _if=rules.did_change)
+
+
+@deploy("File integrity baseline")
+def integrity_baseline() -> None:
+    """Record the configuration baseline the daily check compares with, after every role has
+    written its files; only when the state differs from the recorded one (a no-op otherwise)."""
+    state = host.get_fact(Command, command="test -x /usr/local/sbin/nornos-integrity-check && "
+                                           "/usr/local/sbin/nornos-integrity-check --state | sha256sum "
+                                           "| cut -d' ' -f1 || echo none")
+    recorded = host.get_fact(Sha256File, path=INTEGRITY_BASELINE)
+    if state != recorded:
+        server.shell(name="Record the configuration baseline, then check", commands=[
+            "/usr/local/sbin/nornos-integrity-check --baseline",
+            "/usr/local/sbin/nornos-integrity-check >/dev/null"])
