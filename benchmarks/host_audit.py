@@ -13,18 +13,21 @@ the host's public address. Prints one row per role: hardening index, Lynis warni
 suggestions, ssh-audit failures and warnings, and the result of the daily
 file-integrity check run right then. ``--details`` adds each warning and suggestion
 (test id and text); ``--no-op`` runs the deploy a second time first and prints the operations
-that changed (the goal: none). Figures only; nothing is asserted (the e2e tests assert).
+that changed (the goal: none); ``--apt-faults`` makes the first deploy go through the e2e
+tests' apt faults. Figures only; nothing is asserted (the e2e tests assert).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import runpy
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # one host per role of dev (environments/dev.yaml)
 ROLE_HOSTS = {"k3s_server": "nornos-dev-control-plane-1", "k3s_agent": "nornos-dev-workers-1",
               "postgres": "nornos-dev-postgres-1", "redis": "nornos-dev-redis-1"}
+# as tests/e2e/test_deploy_hosts.py: 10 % of the machines' apt requests answered 503, 10 % cut midway
+APT_FAULTS = {"apt": [{"fault": "error", "rate": 0.1, "status": 503}, {"fault": "cut", "rate": 0.1}]}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20"]
@@ -95,7 +100,7 @@ def changed_operations(log: str) -> list[str]:
 
 
 class Run:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, faults: str = "") -> None:
         self.tmp = tmp
         self.key = tmp / "ssh" / "id_ed25519"
         public_key = ensure_keypair(self.key)
@@ -104,11 +109,17 @@ class Run:
         data["admin_cidrs"] = ["198.51.100.1/32"]  # localcloud: this machine on the public side
         (tmp / "env").mkdir()
         (tmp / "env" / "dev.yaml").write_text(yaml.safe_dump(data))
-        self.lc = control.up(tmp / "lc", port=0, extra=["--hosts", "nspawn", "--time-scale", "0.2"])
+        extra = ["--hosts", "nspawn", "--time-scale", "0.2"] + (["--faults", faults] if faults else [])
+        self.lc = control.up(tmp / "lc", port=0, extra=extra)
         self.vars = {**os.environ, **self.lc.env, "NORNOS_POLL_INTERVAL": "0.2",
                      "SOPS_AGE_KEY_FILE": str(tmp / "age.txt"), "NORNOS_SECRETS_DIR": str(tmp / "secrets")}
         os.environ.update({k: self.vars[k] for k in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR")})
         secrets.init("dev")
+
+    def lift_faults(self) -> None:
+        request = urllib.request.Request(self.lc.endpoint.removesuffix("/v1") + "/_localcloud/faults",
+                                         data=b"{}", method="PUT", headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).close()
 
     def close(self) -> None:
         control.down(self.tmp / "lc")
@@ -178,16 +189,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--details", action="store_true", help="print every warning and suggestion")
     parser.add_argument("--no-op", action="store_true", help="deploy twice; print what changed the second time")
+    parser.add_argument("--apt-faults", action="store_true",
+                        help="the first deploy through 20 %% failing apt requests (as tests/e2e), lifted after it")
     parser.add_argument("--shell", help="a command to run on each audited host at the end (its output is printed)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("host_audit: needs root (real hosts)", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="host-audit-", dir="/var/tmp") as tmp:
-        run = Run(Path(tmp))
+        run = Run(Path(tmp), json.dumps(APT_FAULTS) if args.apt_faults else "")
         try:
             run.provision()
             run.deploy()
+            if args.apt_faults:
+                run.lift_faults()
             if args.no_op:
                 changed = changed_operations(run.deploy())
                 print("second deploy: " + (f"{len(changed)} operations changed:\n  " + "\n  ".join(changed)

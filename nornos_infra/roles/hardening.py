@@ -16,6 +16,7 @@ from pyinfra.facts.files import File, Sha256File
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 
+from nornos_infra.roles import aptsh
 from nornos_infra.roles.facts import InContainer
 from nornos_infra.roles.ops import apt_packages
 
@@ -34,6 +35,7 @@ SAFE_RESTARTS = ("cron.service", "ssh.service", "systemd-timesyncd.service", "sy
 # come from the Debian-Security origin (suite <codename>-security)
 PENDING_SECURITY = ("apt-get -s -o Debug::NoLocking=1 upgrade 2>/dev/null "
                     "| awk '/^Inst / && /-security/ {print $2}' | sort")
+PKGS_SLOT = "NORNOS_PENDING_SECURITY_PACKAGES"  # replaced by the host's list in the install script
 LOGIN_DEFS = {"UMASK": "027", "PASS_MAX_DAYS": "365", "PASS_MIN_DAYS": "1", "PASS_WARN_AGE": "14",
               "SHA_CRYPT_MIN_ROUNDS": "5000", "SHA_CRYPT_MAX_ROUNDS": "50000"}
 
@@ -74,12 +76,11 @@ def _security_updates() -> None:
     pending = pending_security()
     first = host.get_fact(File, path=FIRST_UPGRADE) is None
     if first:
+        # through apt_packages's install script (retries, lock waits, a stale list refreshed once);
+        # the list is made on the host at execute time, after this run's apt update
+        install = aptsh.install_script(f"{host.name}: security updates", [PKGS_SLOT], 900, 10, 10)
         server.shell(name="Security updates (first deploy)", commands=[
-            "set -e; pkgs=$(" + PENDING_SECURITY + "); "
-            "if [ -n \"$pkgs\" ]; then for i in 1 2 3; do "
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --only-upgrade "
-            "-o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 $pkgs && break; "
-            "[ $i = 3 ] && exit 1; sleep 10; apt-get update -q || true; done; fi",
+            f"pkgs=$({PENDING_SECURITY}); [ -n \"$pkgs\" ] || exit 0\n" + install.replace(PKGS_SLOT, "$pkgs"),
             f"mkdir -p {STATUS_DIR} && date -u +%Y-%m-%dT%H:%M:%SZ > {FIRST_UPGRADE}",
         ])
         server.shell(name="Restart what the updates require and is safe to restart", commands=[
