@@ -163,9 +163,9 @@ def test_missing_lists_under_a_fresh_stamp_are_updated(apt: FakeApt) -> None:
 
 
 def test_a_stalled_update_is_killed_and_retried(apt: FakeApt) -> None:
-    done = apt.update(timeout=1, update=[{"sleep": 30}, {"lists": "complete"}])
+    done = apt.update(timeout=3, update=[{"sleep": 30}, {"lists": "complete"}])
     assert done.returncode == 0, done.stderr
-    assert "timed out after 1 s" in done.stderr and apt.calls() == ["update", "update"]
+    assert "timed out after 3 s" in done.stderr and apt.calls() == ["update", "update"]
 
 
 # -- the install script ---------------------------------------------------------------------
