@@ -5,7 +5,9 @@ InRelease fetch (apt only warns), the lists had no bookworm main index, a 6-hour
 written over them, and every later install said "has no installation candidate". So here:
 a failed fetch fails the update, the indexes are checked after it, the stamp is written only
 after both and removed after a failure, and every failure names the host, the operation and
-apt's own error lines.
+apt's own error lines. apt retries each file up to 3 times within one run
+(``Acquire::Retries``): with a 20 % fault rate, a run that needs every one of 8 index files
+at the first try succeeds only 17 % of the time, and 10 whole-run attempts were seen failing.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def _update_fn(timeout: int, stamp: str) -> str:
   u=0
   while :; do
     u=$((u + 1))
-    out=$(timeout -k 10 {timeout} apt-get update -q -o APT::Update::Error-Mode=any \\
+    out=$(timeout -k 10 {timeout} apt-get update -q -o APT::Update::Error-Mode=any -o Acquire::Retries=3 \\
         -o DPkg::Lock::Timeout=60 2>&1); rc=$?
     if [ $rc = 0 ]; then
       m=$(nornos_missing_lists)
@@ -99,7 +101,7 @@ def install_script(who: str, packages: list[str], timeout: int, attempts: int, u
         "refreshed=0; n=0",
         "while :; do",
         "  n=$((n + 1))",
-        f"  out=$(DEBIAN_FRONTEND=noninteractive timeout -k 10 {timeout} apt-get install -y -q"
+        f"  out=$(DEBIAN_FRONTEND=noninteractive timeout -k 10 {timeout} apt-get install -y -q -o Acquire::Retries=3"
         " -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
         f" {pkgs} 2>&1); rc=$?",
         "  [ $rc = 0 ] && exit 0",

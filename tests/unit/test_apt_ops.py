@@ -130,6 +130,15 @@ def test_every_update_asks_apt_to_fail_on_any_failed_fetch(apt: FakeApt) -> None
     assert "-o APT::Update::Error-Mode=any" in (apt.root / "calls").read_text()
 
 
+def test_apt_retries_each_file_within_a_run(apt: FakeApt) -> None:
+    """Through a proxy failing 20 % of requests, whole-run retries alone were not enough (all 10
+    failed once): apt itself retries each file (localcloud's machines set 0 by default)."""
+    apt.update(update=[{"lists": "complete"}])
+    apt.install(install=[{}])
+    calls = (apt.root / "calls").read_text()
+    assert calls.count("-o Acquire::Retries=3") == 2, calls
+
+
 def test_an_update_that_exits_0_without_the_indexes_fails_and_leaves_no_stamp(apt: FakeApt) -> None:
     apt.touch_stamp(age_minutes=600)  # an old stamp from an earlier run goes too
     done = apt.update(attempts=2, update=[{"rc": 0, "lists": "missing", "out": "W: Some index files failed"}])
