@@ -5,9 +5,10 @@ InRelease fetch (apt only warns), the lists had no bookworm main index, a 6-hour
 written over them, and every later install said "has no installation candidate". So here:
 a failed fetch fails the update, the indexes are checked after it, the stamp is written only
 after both and removed after a failure, and every failure names the host, the operation and
-apt's own error lines. apt retries each file up to 3 times within one run
-(``Acquire::Retries``): with a 20 % fault rate, a run that needs every one of 8 index files
-at the first try succeeds only 17 % of the time, and 10 whole-run attempts were seen failing.
+apt's own error lines. apt's per-file retries are not turned on here (localcloud's machines
+set ``Acquire::Retries`` 0): after a transfer cut midway, apt 2.6's retry hung until the
+attempt's timeout (seen: 120 s per cut), so the whole update is retried instead, up to
+``ops.UPDATE_ATTEMPTS`` times (10 were once all unlucky at a 20 % fault rate).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _update_fn(timeout: int, stamp: str) -> str:
   u=0
   while :; do
     u=$((u + 1))
-    out=$(timeout -k 10 {timeout} apt-get update -q -o APT::Update::Error-Mode=any -o Acquire::Retries=3 \\
+    out=$(timeout -k 10 {timeout} apt-get update -q -o APT::Update::Error-Mode=any \\
         -o DPkg::Lock::Timeout=60 2>&1); rc=$?
     if [ $rc = 0 ]; then
       m=$(nornos_missing_lists)
@@ -101,7 +102,7 @@ def install_script(who: str, packages: list[str], timeout: int, attempts: int, u
         "refreshed=0; n=0",
         "while :; do",
         "  n=$((n + 1))",
-        f"  out=$(DEBIAN_FRONTEND=noninteractive timeout -k 10 {timeout} apt-get install -y -q -o Acquire::Retries=3"
+        f"  out=$(DEBIAN_FRONTEND=noninteractive timeout -k 10 {timeout} apt-get install -y -q"
         " -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
         f" {pkgs} 2>&1); rc=$?",
         "  [ $rc = 0 ] && exit 0",

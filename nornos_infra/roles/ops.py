@@ -48,6 +48,10 @@ class AptLists(FactBase[dict[str, Any]]):
         return aptsh.parse_lists_fact(output)
 
 
+# whole apt-get update runs before giving up (see aptsh.py: apt's own retries hang after a cut)
+UPDATE_ATTEMPTS = 20
+
+
 def _who() -> str:
     """'<host>: <operation name>' for the scripts' messages (pyinfra interleaves hosts' output)."""
     meta = host.state.get_op_meta(host.current_op_hash) if host.current_op_hash else None
@@ -56,7 +60,8 @@ def _who() -> str:
 
 
 @operation(is_idempotent=False)
-def apt_update(cache_time: int = 6 * 3600, timeout: int = 120, attempts: int = 10) -> Generator[Any, None, None]:
+def apt_update(cache_time: int = 6 * 3600, timeout: int = 120,
+               attempts: int = UPDATE_ATTEMPTS) -> Generator[Any, None, None]:
     """``apt-get update`` unless it succeeded within ``cache_time`` seconds AND every index the
     sources name is there (the stamp alone is never trusted: it once stood over broken lists).
 
@@ -74,7 +79,7 @@ def apt_update(cache_time: int = 6 * 3600, timeout: int = 120, attempts: int = 1
 
 @operation()
 def apt_packages(packages: list[str], timeout: int = 900, attempts: int = 10,
-                 update_attempts: int = 10) -> Generator[Any, None, None]:
+                 update_attempts: int = UPDATE_ATTEMPTS) -> Generator[Any, None, None]:
     """``apt-get install`` of the packages not installed yet, retried within a budget: lock
     waits and failed downloads are tried again; "no installation candidate" refreshes the lists
     once (``apt_update``'s way) and tries again; anything else fails at once, with apt's words.

@@ -130,13 +130,16 @@ def test_every_update_asks_apt_to_fail_on_any_failed_fetch(apt: FakeApt) -> None
     assert "-o APT::Update::Error-Mode=any" in (apt.root / "calls").read_text()
 
 
-def test_apt_retries_each_file_within_a_run(apt: FakeApt) -> None:
-    """Through a proxy failing 20 % of requests, whole-run retries alone were not enough (all 10
-    failed once): apt itself retries each file (localcloud's machines set 0 by default)."""
-    apt.update(update=[{"lists": "complete"}])
-    apt.install(install=[{}])
-    calls = (apt.root / "calls").read_text()
-    assert calls.count("-o Acquire::Retries=3") == 2, calls
+def test_the_update_is_tried_20_times_by_default(apt: FakeApt) -> None:
+    """10 whole-run attempts were once all unlucky through a proxy failing 20 % of requests."""
+    from nornos_infra.roles import ops
+
+    assert ops.UPDATE_ATTEMPTS == 20
+    done = apt.update(attempts=ops.UPDATE_ATTEMPTS,
+                      update=[{"rc": 100, "out": "E: Failed to fetch http://x/InRelease  503"}] * 19
+                      + [{"lists": "complete"}])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert apt.calls() == ["update"] * 20
 
 
 def test_an_update_that_exits_0_without_the_indexes_fails_and_leaves_no_stamp(apt: FakeApt) -> None:
