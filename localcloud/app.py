@@ -22,10 +22,12 @@ from aiohttp.web_request import BaseRequest
 import localcloud.api  # noqa: F401  (registers the routes)
 from localcloud import errors
 from localcloud.api.primary_ips import ADMIN_ADDRESS
+from localcloud.closed import check_known_fields
 from localcloud.cloud import Cloud
 from localcloud.faults import FaultSpecError, parse
 from localcloud.profiles import PROFILES
 from localcloud.router import Reply, Request, resolve
+from localcloud.validate import JSON_NULL
 
 log = logging.getLogger("localcloud")
 CLOUD = web.AppKey("cloud", Cloud)
@@ -95,6 +97,7 @@ def _dispatch(cloud: Cloud, request: web.Request, method: str, path: str, entry:
             if rule.applies(method, path, cloud.rng):
                 raise errors.ApiError(rule.code, f"{rule.code} (injected fault)")
         body = parse_body(raw)
+        check_known_fields(f"{method} {route.pattern}", body)
         query: dict[str, list[str]] = {}
         for key, value in request.query.items():
             query.setdefault(key, []).append(value)
@@ -130,6 +133,8 @@ def parse_body(raw: bytes) -> Any:
         raise errors.ApiError("json_error", f"request body nests deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise errors.ApiError("json_error", f"invalid JSON in request body: {str(exc)[:120]}") from None
+    if body is None:  # the text null: refused where a JSON object is read (validate.Body), unlike no body
+        return JSON_NULL
     stack: list[tuple[Any, int]] = [(body, 1)]
     while stack:  # iteratively: the depth check itself must not recurse
         item, depth = stack.pop()

@@ -19,11 +19,21 @@ from localcloud.labels import validate_labels
 _MISSING = object()
 
 
+class _JsonNull:
+    """A request body that is the JSON text ``null``: not an object, unlike an absent body."""
+
+    def __repr__(self) -> str:
+        return "JSON_NULL"
+
+
+JSON_NULL: Any = _JsonNull()
+
+
 class Body:
     def __init__(self, data: Any, prefix: str = "") -> None:
         self.prefix = prefix
         self.problems: dict[str, list[str]] = {}
-        if data is None:
+        if data is None:  # no body at all
             data = {}
         if not isinstance(data, dict):
             self.problems[prefix.rstrip(".") or "body"] = ["must be a JSON object"]
@@ -110,12 +120,19 @@ class Body:
             return None
         return value
 
-    def array(self, key: str, required: bool = False, default: list[Any] | None = None) -> Any:
+    def array(self, key: str, required: bool = False, default: list[Any] | None = None,
+              strings: bool = False) -> Any:
+        """A JSON array; with ``strings``, of strings only (checked here, before any lookup)."""
         value = self._get(key, required)
         if value is _MISSING:
             return default
         if not isinstance(value, list):
             self.problem(key, "must be an array")
+            return default
+        if strings and not all(isinstance(item, str) for item in value):
+            for i, item in enumerate(value):
+                if not isinstance(item, str):
+                    self.problem(f"{key}[{i}]", "must be a string")
             return default
         return value
 

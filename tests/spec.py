@@ -168,7 +168,7 @@ class Spec:
         if op is None:
             return [f"{method} {path}: no such operation in the spec"]
         content = op.op.get("requestBody", {}).get("content", {}).get("application/json")
-        if content is None or body is None:
+        if content is None:  # a JSON null body is checked like any other (no body is not checked)
             return []
         ptr = ("paths", op.template, method.lower(), "requestBody", "content", "application/json", "schema")
         return [f"request {method} {op.template}: {_describe(e)}" for e in self._validator(*ptr).iter_errors(body)
