@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from nornos_infra import host_keys
-from tests.conftest import TOKEN, LocalCloud
+from tests.conftest import TIME_SCALE, TOKEN, LocalCloud
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_IP = "198.51.100.1"
@@ -285,7 +285,7 @@ def test_killed_at_random_points_converges(prov: Provisioner) -> None:
         proc.wait()
     print(f"{kills} of 8 runs killed")
     assert kills >= 5, f"only {kills} of 8 runs were interrupted"
-    prov.lc.side("PUT", "config", {"time_scale": 0.2})
+    prov.lc.side("PUT", "config", {"time_scale": float(TIME_SCALE)})
     ok(prov.run("dev", "--yes"))
     _assert_converged(prov)
 
