@@ -236,8 +236,12 @@ def default_health_check(protocol: str, port: int) -> Doc:
     return hc
 
 
-def _read_health_http(hb: Body, current: Doc) -> Doc:
+def _read_health_http(hb: Body, current: Doc, complete: bool = False) -> Doc:
+    """The http part of a health check; ``complete``: domain and path must be given (the spec
+    requires both in a load balancer create, not in add_service or update_service)."""
     out = {**copy.deepcopy(HEALTH_HTTP_DEFAULTS), **copy.deepcopy(current)}
+    if complete and "domain" not in hb.data:  # null is a domain here: any host
+        hb.problem("domain", "is required")
     if "domain" in hb.data:
         domain = hb.data["domain"]
         if domain is not None and (not isinstance(domain, str) or len(domain) > 128
@@ -245,7 +249,7 @@ def _read_health_http(hb: Body, current: Doc) -> Doc:
             hb.problem("domain", "must be at most 128 characters without spaces, '%' or '\\'")
         else:
             out["domain"] = domain
-    path = hb.string("path", max_len=256)
+    path = hb.string("path", required=complete, max_len=256)
     if path is not None:
         if not path.startswith("/") or " " in path:
             hb.problem("path", "must start with '/' and contain no spaces")
@@ -266,7 +270,7 @@ def _read_health_http(hb: Body, current: Doc) -> Doc:
     return out
 
 
-def _read_health_check(hcb: Body, current: Doc) -> Doc:
+def _read_health_check(hcb: Body, current: Doc, complete_http: bool = False) -> Doc:
     """A health check as given: the spec requires all of protocol, port, interval, timeout and
     retries whenever one is sent (in a create, add_service and update_service alike)."""
     hc = copy.deepcopy(current)
@@ -279,8 +283,9 @@ def _read_health_check(hcb: Body, current: Doc) -> Doc:
             hc[key] = value
     hb = hcb.object("http")
     if hc["protocol"] == "http":
+        given = hb is not None
         hb = hb or Body({}, prefix=f"{hcb.prefix}http.")
-        hc["http"] = _read_health_http(hb, hc.get("http") or {})
+        hc["http"] = _read_health_http(hb, hc.get("http") or {}, complete=complete_http and given)
         hcb.merge(hb)
     else:
         if hb is not None:
@@ -322,8 +327,10 @@ def _read_http(cloud: Cloud, hb: Body, protocol: str, current: Doc) -> Doc:
     return http
 
 
-def read_service(cloud: Cloud, data: Any, prefix: str = "", current: Doc | None = None) -> tuple[Doc, Body]:
-    """A full service from a create/add body (defaults filled in), or ``current`` updated."""
+def read_service(cloud: Cloud, data: Any, prefix: str = "", current: Doc | None = None,
+                 in_create: bool = False) -> tuple[Doc, Body]:
+    """A full service from a create/add body (defaults filled in), or ``current`` updated;
+    ``in_create``: a service of a load balancer create, whose health check's http needs domain and path."""
     body = Body(data, prefix)
     svc: Doc = copy.deepcopy(current) if current else {}
     protocol = body.string("protocol", required=current is None, choices=PROTOCOLS)
@@ -343,7 +350,7 @@ def read_service(cloud: Cloud, data: Any, prefix: str = "", current: Doc | None 
     hcb = body.object("health_check", required=new)
     hc = svc.get("health_check") or default_health_check(proto, svc["destination_port"])
     if hcb is not None:
-        hc = _read_health_check(hcb, hc)
+        hc = _read_health_check(hcb, hc, complete_http=in_create)
         body.merge(hcb)
     svc["health_check"] = hc
     hb = body.object("http")
@@ -361,40 +368,46 @@ def read_service(cloud: Cloud, data: Any, prefix: str = "", current: Doc | None 
 
 
 def read_target(data: Any, prefix: str = "", *, removing: bool = False) -> tuple[Doc, Body]:
-    """A target as stored: {type, server:{id[,ip]}|label_selector:{selector}|ip:{ip}[, use_private_ip]}."""
+    """A target as stored: {type, server:{id[,ip]}|label_selector:{selector}|ip:{ip}[, use_private_ip]}.
+
+    Every one of server, label_selector and ip that the body holds is checked as the spec types it,
+    whatever the type (invalid_input even where the type ignores it); what they mean, only where
+    the type uses them.
+    """
     body = Body(data, prefix)
     ttype = body.string("type", required=True, choices=TARGET_TYPES)
     upi = body.boolean("use_private_ip")
     target: Doc = {"type": ttype}
-    if ttype == "server":
-        sb = body.object("server", required=True)
-        if sb is not None:
-            sid = sb.integer("id", required=True)
-            sip = sb.ip("ip")
+    sb = body.object("server", required=ttype == "server")
+    if sb is not None:
+        sid = sb.integer("id", required=True)
+        sip = sb.ip("ip") if ttype == "server" else sb.string("ip")
+        if ttype == "server":
             target["server"] = {"id": sid} | ({"ip": sip} if sip is not None else {})
             if sip is not None and upi:
                 sb.problem("ip", "is only valid for public targets")
-            body.merge(sb)
-        target["use_private_ip"] = bool(upi)
-    elif ttype == "label_selector":
-        lsb = body.object("label_selector", required=True)
-        if lsb is not None:
-            selector = lsb.string("selector", required=True, max_len=1000)
-            if selector is not None:
-                try:
-                    parse_selector(selector)
-                except errors.ApiError as exc:
-                    lsb.problem("selector", exc.message)
+        body.merge(sb)
+    lsb = body.object("label_selector", required=ttype == "label_selector")
+    if lsb is not None:
+        selector = lsb.string("selector", required=True, max_len=1000)
+        if selector is not None and ttype == "label_selector":
+            try:
+                parse_selector(selector)
+            except errors.ApiError as exc:
+                lsb.problem("selector", exc.message)
+        if ttype == "label_selector":
             target["label_selector"] = {"selector": selector}
-            body.merge(lsb)
+        body.merge(lsb)
+    ipb = body.object("ip", required=ttype == "ip")
+    if ipb is not None:
+        address = ipb.ip("ip", required=True) if ttype == "ip" else ipb.string("ip", required=True)
+        if ttype == "ip":
+            target["ip"] = {"ip": address}
+        body.merge(ipb)
+    if ttype in ("server", "label_selector"):
         target["use_private_ip"] = bool(upi)
-    elif ttype == "ip":
-        ipb = body.object("ip", required=True)
-        if ipb is not None:
-            target["ip"] = {"ip": ipb.ip("ip", required=True)}
-            body.merge(ipb)
-        if upi and not removing:
-            body.problem("use_private_ip", "is only valid for targets of type server and label_selector")
+    elif ttype == "ip" and upi and not removing:
+        body.problem("use_private_ip", "is only valid for targets of type server and label_selector")
     return target, body
 
 
@@ -633,7 +646,7 @@ def create_load_balancer(req: Request) -> Reply:
     raw_targets = body.array("targets", default=[])
     services = []
     for i, raw in enumerate(raw_services):
-        svc, sb = read_service(cloud, raw, f"services[{i}].")
+        svc, sb = read_service(cloud, raw, f"services[{i}].", in_create=True)
         body.merge(sb)
         services.append(svc)
     targets = []
