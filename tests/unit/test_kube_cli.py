@@ -8,6 +8,7 @@ cluster received."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import re
@@ -249,3 +250,61 @@ def test_invoke_manifests_without_a_kubeconfig_says_how_to_fetch_it(kube: FakeKu
     with pytest.raises(UserError, match=r"inventories/staging\.py does not exist; run `python provision\.py"):
         from_inventory.apply_from_inventory("staging", dry_run=True)
     assert not kube.state.requests
+
+
+def test_cli_help_names_every_option_as_documented(capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert " ".join(out.split("\n\n")[0].split()) == (
+        "usage: python -m nornos_infra.kube [-h] [--dry-run] [--render-only] [--kubeconfig KUBECONFIG]"
+        " [--secrets FILE|-] [--postgres-host POSTGRES_HOST] [--redis-host REDIS_HOST] [--timeout TIMEOUT] [--json]"
+        " {dev,staging,production}")
+    # the module's examples, line by line as written
+    for line in ("    python -m nornos_infra.kube dev --render-only            # print the rendered YAML (no Secrets)",
+                 "    sops -d secrets/dev.sops.yaml | python -m nornos_infra.kube dev --secrets - \\",
+                 "    ... same without --dry-run                                # apply, prune, wait for rollouts"):
+        assert line in out.splitlines()
+    flat = " ".join(out.split())
+    for option, text in (("--dry-run", "print a diff (secret values masked); change nothing"),
+                         ("--render-only", "render and validate; print the YAML"),
+                         ("--kubeconfig KUBECONFIG", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)"),
+                         ("--secrets FILE|-", "decrypted secret values as YAML ('-' for stdin)"),
+                         ("--postgres-host POSTGRES_HOST", "PostgreSQL private address (inventory)"),
+                         ("--redis-host REDIS_HOST", "Redis private address (inventory)"),
+                         ("--timeout TIMEOUT", "seconds to wait for rollouts (default 600)"),
+                         ("--json", "print the report as JSON")):
+        assert f"{option} {text}" in flat, option
+
+
+def test_cli_refuses_an_unknown_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["qa", "--render-only"])
+    assert done.value.code == 2
+    # (Python 3.12.8+ drops the quotes around the choices)
+    assert re.search(r"argument env: invalid choice: 'qa' \(choose from '?dev'?, '?staging'?, '?production'?\)$",
+                     capsys.readouterr().err, re.M)
+
+
+def test_cli_waits_600_s_for_rollouts_by_default(
+        kube: FakeKube, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from nornos_infra.kube import __main__ as cli
+    from nornos_infra.kube.apply import Timing
+
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    # the CLI's Timing, on a clock that moves only when the apply step sleeps
+    monkeypatch.setattr(cli, "Timing", functools.partial(Timing, sleep=sleep, clock=lambda: now[0]))
+    kube.state.rollout = "stuck"
+    config = kubeconfig(tmp_path / "kubeconfig", {"fake": kube.url}, "fake")
+    assert main(["dev", "--kubeconfig", str(config), "--secrets", str(secrets_file(tmp_path)), *HOSTS]) == 1
+    out = capsys.readouterr().out
+    assert ("rollout Deployment.apps nornos/patient-app: timeout after 600 s: not rolled out within 600 s: "
+            "0 of 1 updated replicas are available") in out.splitlines()
+    assert now[0] == 600  # polled every 2 s until then
