@@ -96,6 +96,9 @@ def test_report_as_dict() -> None:
                       "message": "3/3 updated and available", "seconds": 12.4}],
         "errors": [], "notes": ["kube_api off"],
     }
+    # seconds to one decimal, as people read them
+    timed = Report(env="dev", dry_run=False, rollouts=[RolloutResult(WEB, "ready", "done", 12.3456)]).as_dict()
+    assert timed["rollouts"][0]["seconds"] == 12.3
     failed = Report(env="dev", dry_run=False, errors=["boom"]).as_dict()
     assert (failed["ok"], failed["changed"], failed["errors"]) == (False, False, ["boom"])
 
@@ -114,6 +117,7 @@ def test_api_error_reads_the_status_message() -> None:
         '422 Deployment.apps "web" is invalid: spec.selector: immutable')
     assert _api_error(ApiException(409, "Conflict", json.dumps({"kind": "Status"}))) == "409 Conflict"
     assert _api_error(ApiException(500, "Internal Server Error", "not json " * 60)) == "500 " + ("not json " * 60)[:300]
+    assert _api_error(ApiException(502, "Bad Gateway", "<html>" + "x" * 400)) == "502 <html>" + "x" * 294
     assert _api_error(ApiException(503, "Service Unavailable")) == "503 Service Unavailable"
     assert _api_error(ApiException(None, "")) == "None (None)"
     assert _api_error(ValueError("no route to host")) == "None no route to host"
