@@ -60,6 +60,11 @@ def _common(role: str) -> None:
 @deploy("Backups: PostgreSQL")
 def postgres_backups() -> None:
     _common("postgres")
+    # made here, not only by the first nightly run: the audit rules watch it (a rule on a missing
+    # directory stops auditctl, and with it the deploy); on the volume, which the postgres role
+    # has mounted before (deploys/all.py runs it first)
+    files.directory(name="Dump directory on the data volume", path=BACKUP_DIR, user="postgres", group="postgres",
+                    mode="700")
     files.put(name="pg_dump script", src=str(TEMPLATES / "nornos-pg-backup"), dest="/usr/local/sbin/nornos-pg-backup",
               mode="755")
     files.put(name="Restore command", src=str(TEMPLATES / "nornos-pg-restore"),
@@ -71,6 +76,7 @@ def postgres_backups() -> None:
 @deploy("Backups: Redis")
 def redis_backups() -> None:
     _common("redis")
+    files.directory(name="Snapshot copy directory", path=REDIS_BACKUP_DIR, user="root", group="root", mode="700")
     files.put(name="Redis snapshot copy script", src=str(TEMPLATES / "nornos-redis-backup"),
               dest="/usr/local/sbin/nornos-redis-backup", mode="755")
     files.put(name="Daily at 03:30", src=str(TEMPLATES / "cron-nornos-redis-backup"),

@@ -8,11 +8,13 @@ without adding a boundary: whoever holds the deploy key is root either way.
 
 from __future__ import annotations
 
+import re
 from io import StringIO
 from pathlib import Path
 
 from pyinfra import logger
 from pyinfra.api.deploy import deploy
+from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.operations import files, server, systemd
 
@@ -22,6 +24,7 @@ from nornos_infra.roles.ops import apt_packages, apt_update
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 PACKAGES = ["ca-certificates", "curl", "gnupg", "nftables", "unattended-upgrades", "apt-listchanges",
             "systemd-timesyncd", "cron", "logrotate", "less", "procps"]
 
@@ -50,6 +53,14 @@ def sysctls_for(role: str) -> dict[str, str]:
 
 
 @deploy("Base")
+def deploy_user() -> str:
+    """The account this deploy logs in with: the only one sshd lets in (AllowUsers)."""
+    user = str(host.data.get("ssh_user") or "root")
+    if not USER_NAME.fullmatch(user):
+        raise OperationError(f"{host.name}: ssh_user {user!r} is not a valid account name")
+    return user
+
+
 def base() -> None:
     role = str(host.data.get("role", ""))
     in_container = host.get_fact(InContainer)
@@ -65,7 +76,7 @@ def base() -> None:
         systemd.service(name="Time sync", service="systemd-timesyncd", running=True, enabled=True)
 
     sshd = files.template(name="SSH: keys only, no passwords", src=str(TEMPLATES / "sshd_nornos.conf.j2"),
-                          dest="/etc/ssh/sshd_config.d/50-nornos.conf", mode="644")
+                          dest="/etc/ssh/sshd_config.d/50-nornos.conf", mode="644", ssh_user=deploy_user())
     server.shell(name="SSH: check the configuration", commands=["sshd -t"], _if=sshd.did_change)
     systemd.service(name="SSH: reload", service="ssh", reloaded=True, _if=sshd.did_change)
     # enabled explicitly: a host must come back with them after any reboot (the backups need cron)

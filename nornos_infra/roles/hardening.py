@@ -7,6 +7,7 @@ container cannot do: docs/SECURITY.md ("Host hardening").
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from pyinfra import logger
@@ -39,6 +40,36 @@ PKGS_SLOT = "NORNOS_PENDING_SECURITY_PACKAGES"  # replaced by the host's list in
 LOGIN_DEFS = {"UMASK": "027", "PASS_MAX_DAYS": "365", "PASS_MIN_DAYS": "1", "PASS_WARN_AGE": "14",
               "SHA_CRYPT_MIN_ROUNDS": "5000", "SHA_CRYPT_MAX_ROUNDS": "50000"}
 
+# binutils comes with needrestart (and python3.11): its assembler, run by root only
+COMPILERS = ["/usr/bin/x86_64-linux-gnu-as", "/usr/bin/aarch64-linux-gnu-as"]
+
+
+LOAD_AUDIT_RULES = "augenrules --load"
+
+
+def login_defs_pattern(key: str) -> str:
+    """The line of /etc/login.defs that sets ``key``, commented out or not. pyinfra matches it
+    with grep and sed in basic regular expressions, where ``?`` is a literal: ``^#?UMASK``
+    matched nothing and every deploy appended a second UMASK line below Debian's 022."""
+    return rf"^#*{key}[[:space:]]"
+
+
+def _keys_regex() -> str:
+    return "^(" + "|".join(LOGIN_DEFS) + ")$"
+
+
+def count_login_defs_command(path: str = "/etc/login.defs") -> str:
+    """How many lines of ``path`` set one of LOGIN_DEFS's keys (one each when healthy)."""
+    return f"awk '$1 ~ /{_keys_regex()}/' {path} | wc -l"
+
+
+def dedupe_login_defs_command(path: str = "/etc/login.defs") -> str:
+    """Keep the first line that sets each key; hosts deployed before login_defs_pattern's fix
+    have a second copy appended at the end."""
+    return (f"awk '$1 ~ /{_keys_regex()}/ {{ if (seen[$1]++) next }} {{ print }}' {path} > {path}.nornos "
+            f"&& cat {path}.nornos > {path} && rm {path}.nornos")
+
+
 def pending_security() -> list[str]:
     output = host.get_fact(Command, command=PENDING_SECURITY + " || true") or ""
     return [line.strip() for line in str(output).splitlines() if line.strip()]
@@ -55,9 +86,17 @@ def hardening(in_container: bool) -> None:
               dest="/etc/modprobe.d/nornos-protocols.conf", mode="644")
     files.put(name="No core dumps for logins", src=str(TEMPLATES / "limits-nornos.conf"),
               dest="/etc/security/limits.d/50-nornos.conf", mode="644")
+    files.put(name="No core dumps kept by systemd-coredump", src=str(TEMPLATES / "coredump-nornos.conf"),
+              dest="/etc/systemd/coredump.conf.d/50-nornos.conf", mode="644", create_remote_dir=True)
+    if int(str(host.get_fact(Command, command=count_login_defs_command()) or 0)) > len(LOGIN_DEFS):
+        server.shell(name="login.defs: drop the settings an earlier deploy appended twice",
+                     commands=[dedupe_login_defs_command()])
     for key, value in LOGIN_DEFS.items():
-        files.line(name=f"login.defs: {key} {value}", path="/etc/login.defs", line=rf"^#?{key}\s",
+        files.line(name=f"login.defs: {key} {value}", path="/etc/login.defs", line=login_defs_pattern(key),
                    replace=f"{key}\t\t{value}")
+    files.put(name="Login shells: idle timeout, umask 027, no core dumps", src=str(TEMPLATES / "profile-nornos.sh"),
+              dest="/etc/profile.d/nornos.sh", mode="644")
+    _restrict_compilers()
     for banner in ("/etc/issue", "/etc/issue.net"):
         files.put(name=f"Login banner: {banner}", src=str(TEMPLATES / "issue.net"), dest=banner, mode="644")
 
@@ -68,6 +107,23 @@ def hardening(in_container: bool) -> None:
               dest="/usr/local/sbin/nornos-integrity-check", mode="755")
     files.put(name="File integrity: daily at 04:30", src=str(TEMPLATES / "cron-nornos-integrity"),
               dest="/etc/cron.d/nornos-integrity", mode="644")
+
+
+def _restrict_compilers() -> None:
+    """An assembler on a server helps an intruder build tools; only root may run it. With
+    dpkg-statoverride the mode survives package upgrades."""
+    for path in COMPILERS:
+        # decided at execution: on a first deploy binutils arrives in this run, after planning
+        server.shell(name=f"Compiler for root only: {path}",
+                     commands=[f"dpkg-statoverride --update --add root root 0750 {path}"],
+                     _if=functools.partial(_statoverride_missing, path))
+
+
+def _statoverride_missing(path: str) -> bool:
+    """``path`` exists and has no dpkg-statoverride (asked on the host when called)."""
+    answer = host.get_fact(Command, command=f"if [ -e {path} ] && ! dpkg-statoverride --list {path} >/dev/null; "
+                                            "then echo missing; else echo ok; fi")
+    return str(answer).strip() == "missing"
 
 
 def _security_updates() -> None:
@@ -101,13 +157,19 @@ def _security_updates() -> None:
 
 def _auditd(in_container: bool) -> None:
     if in_container:
-        # the kernel's audit answers its netlink socket in the initial network namespace only: in
-        # localcloud's machines auditctl says "audit support not in kernel" and auditd fails (docs/SECURITY.md)
-        logger.info(f"{host.name}: auditd not applicable in a container (no access to the kernel's audit)")
-        return
+        # the kernel takes audit control only from its initial namespaces: in localcloud's machines
+        # auditd fails in a restart loop (docs/SECURITY.md). Package, configuration and rules are
+        # installed with the daemon masked, so that the same daemon and rules can run on the
+        # machine's kernel from outside (tests/e2e: auditd in the machine's mount namespace).
+        files.link(name="auditd: masked (no daemon in a container)", path="/etc/systemd/system/auditd.service",
+                   target="/dev/null")
     apt_packages(name="auditd", packages=["auditd"])
     conf = files.put(name="auditd: rotated logs (20 x 50 MB)", src=str(TEMPLATES / "auditd.conf"),
                      dest="/etc/audit/auditd.conf", mode="640")
+    if in_container:
+        logger.info(f"{host.name}: auditd not applicable in a container (no access to the kernel's audit): "
+                    "installed and configured, not running")
+        return
     systemd.service(name="auditd running", service="auditd", running=True, enabled=True)
     # auditd refuses a manual restart (RefuseManualStop); SIGHUP makes it re-read its configuration
     server.shell(name="auditd: re-read its configuration", commands=["systemctl kill --signal=SIGHUP auditd"],
@@ -117,26 +179,31 @@ def _auditd(in_container: bool) -> None:
 @deploy("Audit rules")
 def audit_rules() -> None:
     """The role's audit rules, loaded after every role ran: the directories they watch (the
-    PostgreSQL data directory, the backups) exist by then. Not in a container (see _auditd)."""
-    if host.get_fact(InContainer):
-        return
+    PostgreSQL data directory, the backups) exist by then. In a container they are written but
+    not loaded (see _auditd)."""
     role = str(host.data.get("role", ""))
     rules = files.template(name="Audit rules", src=str(TEMPLATES / "audit-nornos.rules.j2"),
                            dest="/etc/audit/rules.d/50-nornos.rules", mode="640", role=role,
                            pg_data="/mnt/postgres-data/pgdata", pg_backups="/mnt/postgres-data/backups",
                            redis_backups="/var/backups/redis")
-    server.shell(name="Audit rules: load", commands=["augenrules --load"], _if=rules.did_change)
+    if not host.get_fact(InContainer):
+        server.shell(name="Audit rules: load", commands=[LOAD_AUDIT_RULES], _if=rules.did_change)
 
 
 @deploy("File integrity baseline")
 def integrity_baseline() -> None:
     """Record the configuration baseline the daily check compares with, after every role has
     written its files; only when the state differs from the recorded one (a no-op otherwise)."""
+    server.shell(name="Record the configuration baseline, then check", commands=[
+        "/usr/local/sbin/nornos-integrity-check --baseline",
+        "/usr/local/sbin/nornos-integrity-check >/dev/null"], _if=_baseline_outdated)
+
+
+def _baseline_outdated() -> bool:
+    """Asked when the operation runs, not when the deploy is planned: the state must include
+    what this deploy's roles have just written (decided at planning, a deploy that changed a
+    package's configuration file left the daily check failing until the next deploy)."""
     state = host.get_fact(Command, command="test -x /usr/local/sbin/nornos-integrity-check && "
                                            "/usr/local/sbin/nornos-integrity-check --state | sha256sum "
                                            "| cut -d' ' -f1 || echo none")
-    recorded = host.get_fact(Sha256File, path=INTEGRITY_BASELINE)
-    if state != recorded:
-        server.shell(name="Record the configuration baseline, then check", commands=[
-            "/usr/local/sbin/nornos-integrity-check --baseline",
-            "/usr/local/sbin/nornos-integrity-check >/dev/null"])
+    return bool(state != host.get_fact(Sha256File, path=INTEGRITY_BASELINE))
