@@ -19,20 +19,13 @@ Figures only; nothing is asserted.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-import yaml
+from realhosts import RealDev
 
-from localcloud import control
-from nornos_infra import secrets
-from nornos_infra.admin_key import ensure_keypair
-
-ROOT = Path(__file__).resolve().parents[1]
 ONE_HOST = "nornos-dev-postgres-1"
 
 
@@ -42,46 +35,17 @@ def _cpu_times() -> tuple[int, int]:
     return sum(fields), fields[3] + fields[4]
 
 
-class Bench:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.key = tmp / "ssh" / "id_ed25519"
-        public_key = ensure_keypair(self.key)
-        data: dict[str, Any] = yaml.safe_load((ROOT / "environments" / "dev.yaml").read_text())
-        data["ssh_keys"] = [{"name": "admin", "public_key_file": str(public_key)}]
-        data["admin_cidrs"] = ["198.51.100.1/32"]  # localcloud: this machine on the public side
-        (tmp / "env").mkdir()
-        (tmp / "env" / "dev.yaml").write_text(yaml.safe_dump(data))
-        self.lc = control.up(tmp / "lc", port=0, extra=["--hosts", "nspawn", "--time-scale", "0.2"])
-        self.vars = {**os.environ, **self.lc.env, "NORNOS_POLL_INTERVAL": "0.2",
-                     "SOPS_AGE_KEY_FILE": str(tmp / "age.txt"), "NORNOS_SECRETS_DIR": str(tmp / "secrets")}
-        os.environ.update({k: self.vars[k] for k in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR")})
-        secrets.init("dev")
-        self.busy = 0.0
-
-    def close(self) -> None:
-        control.down(self.tmp / "lc")
-
-    def provision(self, *extra: str) -> None:
-        cmd = [sys.executable, str(ROOT / "provision.py"), "dev", "--yes", "--env-dir", str(self.tmp / "env"),
-               "--inventory-dir", str(self.tmp / "inv"), *extra]
-        proc = subprocess.run(cmd, env=self.vars, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode != 0:
-            raise RuntimeError(f"provision.py {' '.join(extra)} failed: {proc.stderr.strip()[-800:]}")
+class Bench(RealDev):
+    busy = 0.0
 
     def deploy(self, *extra: str) -> float:
         """Seconds of one pyinfra run; also records how busy this machine's CPUs were (``self.busy``)."""
-        cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", str(self.tmp / "inv" / "dev.py"),
-               str(ROOT / "deploys" / "all.py"), "--user", "root", "--key", str(self.key),
-               "--data", "ssh_strict_host_key_checking=off", "--data", "ssh_known_hosts_file=/dev/null", *extra]
         before = _cpu_times()
         started = time.monotonic()
-        proc = subprocess.run(cmd, env=self.vars, capture_output=True, text=True, cwd=ROOT)
+        self.pyinfra(*extra)
         took = time.monotonic() - started
         after = _cpu_times()
         self.busy = 1 - (after[1] - before[1]) / max(after[0] - before[0], 1)
-        if proc.returncode != 0:
-            raise RuntimeError(f"pyinfra {' '.join(extra)} failed: {proc.stdout.strip()[-1500:]}")
         return took
 
 

@@ -22,31 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import runpy
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
+from realhosts import ANSI, RealDev, changed_operations
 
-from localcloud import control
-from nornos_infra import secrets
-from nornos_infra.admin_key import ensure_keypair
-
-ROOT = Path(__file__).resolve().parents[1]
 # one host per role of dev (environments/dev.yaml)
 ROLE_HOSTS = {"k3s_server": "nornos-dev-control-plane-1", "k3s_agent": "nornos-dev-workers-1",
               "postgres": "nornos-dev-postgres-1", "redis": "nornos-dev-redis-1"}
 # as tests/e2e/test_deploy_hosts.py: 10 % of the machines' apt requests answered 503, 10 % cut midway
 APT_FAULTS = {"apt": [{"fault": "error", "rate": 0.1, "status": 503}, {"fault": "cut", "rate": 0.1}]}
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20"]
 
 
 @dataclass
@@ -90,75 +78,14 @@ def parse_ssh_audit(text: str) -> tuple[list[str], list[str]]:
     return [ln for ln in lines if "[fail]" in ln], [ln for ln in lines if "[warn]" in ln]
 
 
-def changed_operations(log: str) -> list[str]:
-    """Rows of pyinfra's closing results table whose Success column is not "-"."""
-    lines = [ANSI.sub("", line).strip() for line in log.splitlines()]
-    header = next(i for i, ln in enumerate(lines) if ln.split() == ["Operation", "Hosts", "Success", "Error",
-                                                                       "No", "Change"])
-    end = next(i for i in range(header, len(lines)) if lines[i].startswith("Grand total"))
-    return [ln for ln in lines[header + 1:end] if ln.split()[-3] != "-"]
-
-
-class Run:
-    def __init__(self, tmp: Path, faults: str = "") -> None:
-        self.tmp = tmp
-        self.key = tmp / "ssh" / "id_ed25519"
-        public_key = ensure_keypair(self.key)
-        data: dict[str, Any] = yaml.safe_load((ROOT / "environments" / "dev.yaml").read_text())
-        data["ssh_keys"] = [{"name": "admin", "public_key_file": str(public_key)}]
-        data["admin_cidrs"] = ["198.51.100.1/32"]  # localcloud: this machine on the public side
-        (tmp / "env").mkdir()
-        (tmp / "env" / "dev.yaml").write_text(yaml.safe_dump(data))
-        extra = ["--hosts", "nspawn", "--time-scale", "0.2"] + (["--faults", faults] if faults else [])
-        self.lc = control.up(tmp / "lc", port=0, extra=extra)
-        self.vars = {**os.environ, **self.lc.env, "NORNOS_POLL_INTERVAL": "0.2",
-                     "SOPS_AGE_KEY_FILE": str(tmp / "age.txt"), "NORNOS_SECRETS_DIR": str(tmp / "secrets")}
-        os.environ.update({k: self.vars[k] for k in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR")})
-        secrets.init("dev")
-
-    def lift_faults(self) -> None:
-        request = urllib.request.Request(self.lc.endpoint.removesuffix("/v1") + "/_localcloud/faults",
-                                         data=b"{}", method="PUT", headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=10).close()
-
-    def close(self) -> None:
-        control.down(self.tmp / "lc")
-
-    def provision(self) -> None:
-        cmd = [sys.executable, str(ROOT / "provision.py"), "dev", "--yes", "--env-dir", str(self.tmp / "env"),
-               "--inventory-dir", str(self.tmp / "inv")]
-        proc = subprocess.run(cmd, env=self.vars, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode != 0:
-            raise RuntimeError(f"provision.py failed: {proc.stderr.strip()[-800:]}")
-
+class Run(RealDev):
     def deploy(self) -> str:
-        """One pyinfra run on the audited hosts; its log (the results table is on stderr)."""
-        cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", str(self.tmp / "inv" / "dev.py"),
-               str(ROOT / "deploys" / "all.py"), "--user", "root", "--key", str(self.key),
-               "--data", "ssh_strict_host_key_checking=off", "--data", "ssh_known_hosts_file=/dev/null",
-               *[arg for name in ROLE_HOSTS.values() for arg in ("--limit", name)]]
-        proc = subprocess.run(cmd, env=self.vars, capture_output=True, text=True, cwd=ROOT)
+        """One pyinfra run on the audited hosts; its results table (stderr)."""
+        proc = self.pyinfra(*[arg for name in ROLE_HOSTS.values() for arg in ("--limit", name)])
         log = proc.stdout + proc.stderr
-        if proc.returncode != 0:
-            raise RuntimeError(f"pyinfra failed: {ANSI.sub('', log).strip()[-3000:]}")
         if not all(name in log for name in ROLE_HOSTS.values()):  # a --limit that matched nothing exits 0
             raise RuntimeError(f"pyinfra did not deploy every audited host: {ANSI.sub('', log).strip()[-1500:]}")
         return proc.stderr
-
-    def address(self, name: str) -> str:
-        inventory = runpy.run_path(str(self.tmp / "inv" / "dev.py"))
-        for group in ("k3s_servers", "k3s_agents", "postgres", "redis"):
-            for host_name, data in inventory[group][0]:
-                if host_name == name:
-                    return str(data["ssh_hostname"])
-        raise KeyError(name)
-
-    def on(self, name: str, command: str, timeout: float = 900) -> str:
-        proc = subprocess.run(["ssh", "-i", str(self.key), *SSH_OPTS, f"root@{self.address(name)}", command],
-                              capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{name}: {command!r} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
-        return proc.stdout
 
     def audit(self, role: str, name: str) -> Audit:
         # the lists the deploy left may predate lynis's entry in the proxy: update when it is not found
