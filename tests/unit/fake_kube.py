@@ -107,6 +107,7 @@ class State:
     crd_established_after: int = 0  # GETs of a CRD before it reports Established
     crd_gets: dict[str, int] = field(default_factory=dict)
     reject: set[str] = field(default_factory=set)  # names whose apply fails with 422 Invalid
+    forbid_delete: set[str] = field(default_factory=set)  # names whose delete fails with 403 (RBAC, a webhook)
     version: int = 0
     # Pod Security admission: the level where a namespace has no enforce label (k3s psa.yaml), exemptions
     psa_default: str = "restricted"
@@ -254,6 +255,9 @@ class Handler(BaseHTTPRequestHandler):
             if req.method == "DELETE":
                 if key not in st.objects:
                     return self._send(404, _status(404, "NotFound", f"{plural} {name} not found"))
+                if name in st.forbid_delete:
+                    return self._send(403, _status(403, "Forbidden", f'{plural} "{name}" is forbidden: '
+                                                   "User cannot delete resource"))
                 if req.param("dryRun") != "All":
                     del st.objects[key]
                 return self._send(200, {"kind": "Status", "status": "Success"})
@@ -276,8 +280,10 @@ class Handler(BaseHTTPRequestHandler):
         obj = copy.deepcopy(obj)
         if spec[3] == "CustomResourceDefinition":
             seen = self.state.crd_gets[key[3]] = self.state.crd_gets.get(key[3], 0) + 1
-            if seen > self.state.crd_established_after:
-                obj["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
+            # while a CRD is installing, the API server has accepted its names but not Established it yet
+            established = "True" if seen > self.state.crd_established_after else "False"
+            obj["status"] = {"conditions": [{"type": "NamesAccepted", "status": "True"},
+                                            {"type": "Established", "status": established}]}
         if spec[3] == "Deployment":
             obj["status"] = self._deployment_status(obj)
         self._send(200, obj)

@@ -217,3 +217,27 @@ def test_check_raises_with_every_problem_and_is_quiet_when_all_is_well() -> None
     assert err.value.problems == [f"{DEP}: hostPID is not allowed",
                                   f"{CONTAINER}: image 'ghcr.io/nornos/doctor-app:latest' needs a fixed tag from "
                                   "the overlay (not latest or the base placeholder)"]
+
+
+def test_sets_without_some_kinds_or_with_bare_objects_are_judged_not_crashed_on() -> None:
+    assert validate.rule_problems([]) == []
+    assert validate.rule_problems([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}]) == []
+    bare = [{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"}},
+            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "n"}, "spec": {}},
+            {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p", "namespace": "x"}},
+            {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i", "namespace": "x"}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "x"}}]
+    found = validate.rule_problems(bare)
+    assert "Deployment.apps x/d: needs a HorizontalPodAutoscaler" in found
+    assert "Deployment.apps x/d: needs a PodDisruptionBudget selecting its pods" in found
+    assert "Deployment.apps x/d: namespace x has no default-deny NetworkPolicy" in found
+    assert "Ingress.networking.k8s.io x/i: every host needs TLS (spec.tls)" in found
+
+
+def test_check_validates_against_the_kubernetes_minor_given() -> None:
+    import kubernetes_validate
+
+    objs = production()
+    validate.check(objs)
+    with pytest.raises(kubernetes_validate.VersionNotSupportedError, match=r"1\.99"):
+        validate.check(objs, minor="1.99")  # newer than any schema kubernetes-validate has
