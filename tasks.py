@@ -139,11 +139,11 @@ def _inventory(env: str) -> Path:
 def _use_inventory_secrets(env: str) -> None:
     """Outside pyinfra, find the env's secrets where its inventory says (the demo's are in
     .localcloud/); inside a deploy nornos_infra/secrets.py reads the same host data itself."""
-    import runpy
+    from nornos_infra import inventory
 
     if not _inventory(env).exists():
         return
-    common = runpy.run_path(str(_inventory(env))).get("_common") or {}
+    common = inventory.load(_inventory(env)).shared
     for key, var in (("sops_dir", "NORNOS_SECRETS_DIR"), ("sops_age_key_file", "SOPS_AGE_KEY_FILE")):
         if common.get(key):
             os.environ[var] = str(common[key])

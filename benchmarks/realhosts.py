@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import runpy
 import subprocess
 import sys
 import urllib.request
@@ -20,12 +19,11 @@ from typing import Any
 import yaml
 
 from localcloud import control
-from nornos_infra import secrets
+from nornos_infra import inventory, secrets
 from nornos_infra.admin_key import ensure_keypair
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_ADDRESS = "198.51.100.1"  # localcloud: this machine on the machines' public side
-GROUPS = ("k3s_servers", "k3s_agents", "postgres", "redis")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20"]
@@ -86,12 +84,7 @@ class RealDev:
         return proc
 
     def address(self, name: str) -> str:
-        inventory = runpy.run_path(str(self.tmp / "inv" / "dev.py"))
-        for group in GROUPS:
-            for host_name, data in inventory[group][0]:
-                if host_name == name:
-                    return str(data["ssh_hostname"])
-        raise KeyError(name)
+        return inventory.load(self.tmp / "inv" / "dev.py").host(name).ssh_hostname
 
     def on(self, name: str, command: str, timeout: float = 900) -> str:
         """Run ``command`` as root on host ``name``; its stdout."""

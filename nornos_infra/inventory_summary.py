@@ -5,31 +5,29 @@
 
 from __future__ import annotations
 
-import runpy
 import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-GROUPS = ("k3s_servers", "k3s_agents", "postgres", "redis")
+from nornos_infra import inventory
+from nornos_infra.errors import UserError
 
 
 def main(path: Path) -> int:
-    if not path.exists():
-        print(f"{path} does not exist: run `python provision.py <env>` first", file=sys.stderr)
+    try:
+        loaded = inventory.load(path)
+    except UserError as exc:
+        print(exc, file=sys.stderr)
         return 1
-    module = runpy.run_path(str(path))
     table = Table(title=str(path))
     for column in ("group", "host", "public", "private", "pool", "type", "volume"):
         table.add_column(column)
-    common: dict[str, object] = {}
-    for group in GROUPS:
-        hosts, data = module.get(group, ([], {}))
-        common = data
-        for name, host in hosts:
-            table.add_row(group, name, host.get("public_ipv4", ""), host.get("private_ip", ""), host.get("pool", ""),
-                          host.get("server_type", ""), host.get("volume_device", "") or "")
+    for host in loaded.hosts():
+        table.add_row(host.group, host.name, host.public_ipv4, host.private_ip, str(host.data.get("pool") or ""),
+                      str(host.data.get("server_type") or ""), str(host.data.get("volume_device") or ""))
+    common = loaded.shared
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # logs and CI: no truncated addresses

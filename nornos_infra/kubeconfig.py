@@ -81,22 +81,17 @@ def endpoint(data: Any) -> str:
 def fetch(env: str, inventory_file: Path, key_file: Path | None = None) -> Path:
     """``invoke kubeconfig``: read the inventory, fetch from the first server over SFTP (its host key
     verified against the inventory's known_hosts file, as pyinfra does), rewrite, save."""
-    import runpy
-
     import paramiko
 
+    from nornos_infra import inventory
     from nornos_infra.errors import UserError
     from nornos_infra.ssh_access import SshAccess
 
-    if not inventory_file.exists():
-        raise UserError(f"{inventory_file} does not exist; run `python provision.py {env}` first")
-    hosts, data = runpy.run_path(str(inventory_file)).get("k3s_servers", ([], {}))
-    if not hosts:
+    servers = sorted(inventory.load(inventory_file).hosts("k3s_servers"), key=lambda h: h.name)
+    if not servers:
         raise UserError(f"{inventory_file} has no k3s_servers")
-    ordered = sorted(hosts)
-    name, host_data = ordered[0]
-    spares = [str(d["public_ipv4"]) for _, d in ordered[1:] if d.get("public_ipv4")]
-    merged = {**data, **host_data}
+    name, merged = servers[0].name, servers[0].data
+    spares = [h.public_ipv4 for h in servers[1:] if h.public_ipv4]
     access = SshAccess.from_data(merged, key=key_file)
     client = access.paramiko_client()
     try:

@@ -205,7 +205,8 @@ def _write_inventory(env: spec.EnvSpec, observed: list[Observed], path: Path, op
     """The inventory and the known_hosts file it names (both machine-local, never committed)."""
     hosts_file = path.with_suffix(".known_hosts").resolve()
     hosts_text, unpinned = inventory.known_hosts(observed)
-    text = inventory.render(env, observed, offline, inventory.Access(hosts_file, offline, base.resolve()))
+    built = inventory.build(env, observed, offline, inventory.Access(hosts_file, offline, base.resolve()))
+    text = inventory.render(built)
     inventory.write(hosts_file, hosts_text)
     changed = inventory.write(path, text)
     if opts.json:

@@ -18,7 +18,6 @@ could not run, or a host does not run its role's services (k3s only where it is 
 from __future__ import annotations
 
 import argparse
-import runpy
 import socket
 import subprocess
 import sys
@@ -31,9 +30,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from nornos_infra import inventory
+from nornos_infra.errors import UserError
 from nornos_infra.ssh_access import SshAccess
+from nornos_infra.vocabulary import GROUPS
 
-GROUPS = ("k3s_servers", "k3s_agents", "postgres", "redis")
 SERVICES = {
     "k3s_servers": ("ssh", "nftables", "k3s"),
     "k3s_agents": ("ssh", "nftables", "k3s-agent"),
@@ -62,16 +63,10 @@ class Probe:
     expect_open: bool
 
 
-def load_hosts(inventory: Path) -> tuple[list[Host], dict[str, Any]]:
-    module = runpy.run_path(str(inventory))
-    hosts: list[Host] = []
-    common: dict[str, Any] = {}
-    for group in GROUPS:
-        members, data = module.get(group, ([], {}))
-        common = data or common
-        hosts += [Host(name, group, str(d.get("public_ipv4") or ""), str(d.get("private_ip") or ""))
-                  for name, d in members]
-    return hosts, dict(common)
+def load_hosts(inventory_file: Path) -> tuple[list[Host], dict[str, Any]]:
+    loaded = inventory.load(inventory_file)
+    hosts = [Host(h.name, h.group, h.public_ipv4, h.private_ip) for h in loaded.hosts()]
+    return hosts, dict(loaded.shared)
 
 
 def plan(hosts: list[Host], lb_ip: str | None = None, lb_ports: Iterable[int] = ()) -> list[Probe]:
@@ -157,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
                         help="extra ssh -o option, e.g. ConnectTimeout=10 (repeatable; wins over the inventory)")
     args = parser.parse_args(argv)
-    if not args.inventory.exists():
-        print(f"{args.inventory} does not exist: run `python provision.py <env>` first", file=sys.stderr)
+    try:
+        hosts, common = load_hosts(args.inventory)
+    except UserError as exc:
+        print(exc, file=sys.stderr)
         return 1
-    hosts, common = load_hosts(args.inventory)
     access = SshAccess.from_data(common, key=args.key, user=args.user)
     # ssh keeps the first value of an option: the caller's own come first
     remote = Remote(access.user, None, [x for o in args.ssh_option for x in ("-o", o)] + access.openssh_options())

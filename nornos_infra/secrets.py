@@ -28,6 +28,7 @@ import yaml
 from pyrage import x25519
 
 from nornos_infra.errors import UserError
+from nornos_infra.vocabulary import DB_APPS, sql_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS_DIR = ROOT / "secrets"
@@ -50,9 +51,8 @@ def secrets_dir() -> Path:
     return Path(_from_inventory("sops_dir") or os.environ.get("NORNOS_SECRETS_DIR") or SECRETS_DIR)
 
 # Values every environment has; empty ones are filled by the team (`invoke secrets.edit`).
-# db_password_<app>: each app's own PostgreSQL role (names from nornos_infra/kube/generated.py).
-DB_PASSWORDS = tuple("db_password_" + app.replace("-", "_") for app in
-                     ("patient-app", "doctor-app", "agent-service", "shared-data-server", "auth-service"))
+# db_password_<app>: each app's own PostgreSQL role (nornos_infra/vocabulary.py).
+DB_PASSWORDS = tuple("db_password_" + sql_name(app) for app in DB_APPS)
 GENERATED = ("k3s_token", "redis_password", "redis_admin_password", "csi_encryption_passphrase", *DB_PASSWORDS)
 PROVIDED = ("hcloud_token", "object_storage_access_key", "object_storage_secret_key", "slack_webhook_url")
 

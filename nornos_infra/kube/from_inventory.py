@@ -4,10 +4,9 @@ secrets/<env>.sops.yaml, the kubeconfig from ``invoke kubeconfig`` (.kube/nornos
 
 from __future__ import annotations
 
-import runpy
 from pathlib import Path
 
-from nornos_infra import kubeconfig
+from nornos_infra import inventory, kubeconfig
 from nornos_infra import secrets as env_secrets
 from nornos_infra.errors import UserError
 from nornos_infra.kube.environment import apply_environment
@@ -18,17 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def endpoints_from(inventory_file: Path) -> Endpoints:
-    if not inventory_file.exists():
-        raise UserError(f"{inventory_file} does not exist; run `python provision.py <env>` first")
-    groups = runpy.run_path(str(inventory_file))
-
-    def first_private(group: str) -> str:
-        hosts = groups.get(group, ([], {}))[0]
-        if not hosts:
-            raise UserError(f"{inventory_file} has no {group} host")
-        return str(sorted(hosts)[0][1]["private_ip"])
-
-    return Endpoints(postgres_host=first_private("postgres"), redis_host=first_private("redis"))
+    loaded = inventory.load(inventory_file)
+    return Endpoints(postgres_host=loaded.first("postgres").private_ip, redis_host=loaded.first("redis").private_ip)
 
 
 def apply_from_inventory(env: str, dry_run: bool) -> Report:

@@ -23,9 +23,9 @@ from urllib.parse import quote
 
 from nornos_infra.errors import UserError
 from nornos_infra.kube.model import Obj
+from nornos_infra.vocabulary import DB_APPS
 
 APP_NAMESPACE = "nornos"
-DB_APPS = ("patient-app", "doctor-app", "agent-service", "shared-data-server", "auth-service")
 # Redis logical databases: one per app, so keys never collide.
 REDIS_APPS = {"patient-app": 0, "doctor-app": 1, "agent-service": 2, "relay-server": 3, "auth-service": 4}
 OBJECT_STORAGE_APPS = ("shared-data-server",)

@@ -20,17 +20,17 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, postgres, server, systemd
 
 from nornos_infra import secrets as env_secrets
-from nornos_infra.kube.generated import DB_APPS
 from nornos_infra.roles import scram, sizing
 from nornos_infra.roles.facts import FilesystemType, MemoryMb, PostgresNames, PostgresPasswordVerifier
 from nornos_infra.roles.ops import apt_packages, apt_update
+from nornos_infra.vocabulary import DB_APPS, sql_name
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 PG_VERSION = "15"  # Debian 12's PostgreSQL
 MOUNT = "/mnt/postgres-data"
 DATA_DIR = f"{MOUNT}/pgdata"
 # one role and one database per app, both named after it (least privilege between apps)
-APPS = tuple(app.replace("-", "_") for app in DB_APPS)
+APPS = tuple(sql_name(app) for app in DB_APPS)
 CONF_DIR = f"/etc/postgresql/{PG_VERSION}/main"
 SERVICE = f"postgresql@{PG_VERSION}-main"
 # systemd's name for the mount unit of MOUNT (systemd-escape --path --suffix=mount)

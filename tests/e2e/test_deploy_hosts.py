@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import runpy
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import requests
 import yaml
 from hcloud import Client
 
-from nornos_infra import overrides, secrets
+from nornos_infra import inventory, overrides, secrets
 from nornos_infra.admin_key import ensure_keypair
 from nornos_infra.roles.hardening import LOAD_AUDIT_RULES
 from nornos_infra.roles.postgres import PG_VERSION
@@ -75,12 +74,7 @@ class Env:
         return subprocess.run(cmd, env=self.vars, capture_output=True, text=True, timeout=900, cwd=ROOT)
 
     def host(self, name: str) -> dict[str, Any]:
-        inventory = runpy.run_path(str(self.work / "inv" / "dev.py"))
-        for group in ("k3s_servers", "k3s_agents", "postgres", "redis"):
-            for host_name, data in inventory[group][0]:
-                if host_name == name:
-                    return dict(data)
-        raise KeyError(name)
+        return inventory.load(self.work / "inv" / "dev.py").host(name).data
 
     def on(self, name: str, command: str) -> str:
         return ssh(self.key, self.host(name)["ssh_hostname"], command).stdout.strip()
@@ -558,8 +552,7 @@ def test_every_role_comes_back_after_a_reboot(deployed: Env, rows_before_reboots
 
 def test_every_host_comes_back_after_a_power_cycle(deployed: Env, rows_before_reboots: str) -> None:
     """localcloud stopped (every machine powered off) and started again on the same state."""
-    names = [n for group in ("k3s_servers", "k3s_agents", "postgres", "redis")
-             for n, _ in runpy.run_path(str(deployed.work / "inv" / "dev.py"))[group][0]]
+    names = [h.name for h in inventory.load(deployed.work / "inv" / "dev.py").hosts()]
     boots = {name: _boot_id(deployed, name) for name in names}
     stop_with_hosts(deployed.lc)
     deployed.lc = start_with_hosts(deployed.work / "lc")

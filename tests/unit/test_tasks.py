@@ -68,7 +68,7 @@ def test_without_a_cloud_localcloud_is_started_api_only_unless_real_hosts_can_ru
 def _inventory(tmp_path: Path, common: dict[str, Any] | None) -> Path:
     path = tmp_path / "inventories" / "dev.py"
     path.parent.mkdir(parents=True)
-    text = "k3s_servers = []\n" + (f"_common = {common!r}\n" if common is not None else "")
+    text = "k3s_servers = ([], {})\n" + (f"_common = {common!r}\n" if common is not None else "")
     path.write_text(text)
     return path
 
