@@ -74,5 +74,7 @@ def test_a_dry_run_shows_what_prune_would_delete_and_deletes_nothing(kube: FakeK
     report = run(kube, dry_run=True)
     assert [str(r) for r in report.pruned] == ["ConfigMap nornos/old"]
     assert "--- live/core.ConfigMap.nornos.old\n" in report.diff and "-  k: v\n" in report.diff
+    # the API lists items without apiVersion and kind: the diff still names them
+    assert "-apiVersion: v1\n" in report.diff and "-kind: ConfigMap\n" in report.diff
     assert ("", "configmaps", "nornos", "old") in kube.state.objects
     assert not [r for r in kube.state.requests if r.method == "DELETE"]
