@@ -14,7 +14,7 @@ from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 from pyinfra.operations import files
 
-from nornos_infra import secrets as env_secrets
+from nornos_infra.roles import context
 from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
@@ -43,9 +43,8 @@ def _quote(value: str) -> str:
 
 
 def _common(role: str) -> None:
-    env = str(host.data.get("env"))
-    loaded = env_secrets.load(env)
-    values = {k: loaded[k] for k in loaded}
+    shared = context.current()
+    env, values = shared.env, dict(shared.secrets)
     apt_update(name="Update apt lists", cache_time=6 * 3600)
     apt_packages(name="Backup tools (age, rclone)", packages=["age", "rclone", "curl"])
     files.directory(name="Backup settings directory", path="/etc/nornos", mode="700")

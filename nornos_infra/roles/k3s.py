@@ -32,8 +32,8 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 
-from nornos_infra import secrets as env_secrets
 from nornos_infra.kube.versions import K3S_VERSION
+from nornos_infra.roles import context
 from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
@@ -140,7 +140,7 @@ def _k3s(role: str) -> None:
     iface = host.get_fact(Command, command=f"ip -o -4 addr show | awk '$4 ~ /^{private_ip}\\// {{print $2}}'")
     if not iface:
         raise OperationError(f"{host.name}: no interface holds the private address {private_ip}")
-    values = env_secrets.load(str(host.data.get("env")))
+    values = context.current().secrets
     binary = _install_binary(source)
     files.directory(name="k3s config directory", path="/etc/rancher/k3s", mode="700")
     token = secret_file(name="k3s token", path="/etc/rancher/k3s/token", content=values["k3s_token"] + "\n")

@@ -17,26 +17,21 @@ from pyinfra.context import host
 from pyinfra.operations import python
 
 from nornos_infra import kubeconfig
-from nornos_infra import secrets as env_secrets
 from nornos_infra.kube.environment import apply_environment
-from nornos_infra.kube.generated import Endpoints
+from nornos_infra.roles import context
 from nornos_infra.roles.k3s import binary_source, first_server
 
 
 def _apply() -> None:
-    env = str(host.data.get("env"))
+    shared = context.current()
+    env = shared.env
     with tempfile.TemporaryDirectory(prefix="nornos-kubeconfig-") as tmp:
         raw = Path(tmp) / "k3s.yaml"
         if not host.get_file(kubeconfig.REMOTE_PATH, str(raw)):
             raise OperationError(f"could not fetch {kubeconfig.REMOTE_PATH} from {host.name}")
         text = kubeconfig.rewrite(raw.read_text(), env, kubeconfig.endpoint(host.data))
     path = kubeconfig.save(env, text)
-    postgres = host.inventory.get_group("postgres")
-    redis = host.inventory.get_group("redis")
-    endpoints = Endpoints(postgres_host=str(postgres[0].data.get("private_ip")) if postgres else "",
-                          redis_host=str(redis[0].data.get("private_ip")) if redis else "")
-    values = env_secrets.load(env)
-    report = apply_environment(env, path, {k: values[k] for k in values}, endpoints, dry_run=False)
+    report = apply_environment(env, path, dict(shared.secrets), shared.endpoints, dry_run=False)
     for line in report.lines():
         logger.info(line)
     if not report.ok:

@@ -19,8 +19,7 @@ from pyinfra.context import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, postgres, server, systemd
 
-from nornos_infra import secrets as env_secrets
-from nornos_infra.roles import scram, sizing
+from nornos_infra.roles import context, scram, sizing
 from nornos_infra.roles.facts import FilesystemType, MemoryMb, PostgresNames, PostgresPasswordVerifier
 from nornos_infra.roles.ops import apt_packages, apt_update
 from nornos_infra.vocabulary import DB_APPS, sql_name
@@ -47,7 +46,7 @@ def postgresql() -> None:
     private_ip = host.data.get("private_ip")
     if not device or not private_ip:
         raise OperationError(f"{host.name}: the inventory has no volume_device/private_ip; run provision.py")
-    values = env_secrets.load(str(host.data.get("env")))
+    values = context.current().secrets
 
     apt_update(name="Update apt lists", cache_time=6 * 3600)
     apt_packages(name="Install PostgreSQL", packages=[f"postgresql-{PG_VERSION}", "postgresql-client"])

@@ -16,8 +16,7 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.operations import files, systemd
 
-from nornos_infra import secrets as env_secrets
-from nornos_infra.roles import sizing
+from nornos_infra.roles import context, sizing
 from nornos_infra.roles.facts import MemoryMb
 from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
@@ -41,7 +40,7 @@ def redis() -> None:
     private_ip = host.data.get("private_ip")
     if not private_ip:
         raise OperationError(f"{host.name}: the inventory has no private_ip; run provision.py")
-    values = env_secrets.load(str(host.data.get("env")))
+    values = context.current().secrets
     apt_update(name="Update apt lists", cache_time=6 * 3600)
     apt_packages(name="Install Redis", packages=["redis-server", "redis-tools"])
     memory = sizing.effective_mb(host.get_fact(MemoryMb), host.data.get("memory_mb"))
