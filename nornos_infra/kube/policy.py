@@ -52,7 +52,7 @@ def ensure_checkov(timeout: float = 900) -> Path:
         raise UserError(f"NORNOS_CHECKOV={binary} does not exist")
     try:
         subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True, capture_output=True,
-                       timeout=timeout)
+                       text=True, timeout=timeout)
         subprocess.run([str(CHECKOV_VENV / "bin" / "pip"), "install", "-q", f"checkov=={CHECKOV_VERSION}"],
                        check=True, capture_output=True, text=True, timeout=timeout)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
