@@ -133,7 +133,9 @@ def _inventory(env: str) -> Path:
         check_name(env)
     except UserError as exc:
         sys.exit(f"--env: {exc}")
-    return ROOT / "inventories" / f"{env}.py"
+    from nornos_infra import paths
+
+    return paths.inventory_file(env)
 
 
 def _use_inventory_secrets(env: str) -> None:

@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 from typing import NoReturn
 
+from nornos_infra import paths
 from nornos_infra.provisioning import Options
-
-ROOT = Path(__file__).resolve().parent.parent
 
 EPILOG = """\
 environment:
@@ -74,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept admin_cidrs that together span more than a /16 (IPv4) or a /48 (IPv6): wider "
                         "than an office or VPN")
     p.add_argument("--verbose", "-v", action="store_true", help="also list unchanged resources")
-    p.add_argument("--env-dir", type=Path, default=ROOT / "environments", help=argparse.SUPPRESS)
-    p.add_argument("--inventory-dir", type=Path, default=ROOT / "inventories", help=argparse.SUPPRESS)
+    p.add_argument("--env-dir", type=Path, default=paths.environments_dir(), help=argparse.SUPPRESS)
+    p.add_argument("--inventory-dir", type=Path, default=paths.inventories_dir(), help=argparse.SUPPRESS)
     return p
 
 

@@ -12,12 +12,13 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from nornos_infra import paths
+
 REMOTE_PATH = "/etc/rancher/k3s/k3s.yaml"
 
 
 def local_path(env: str) -> Path:
-    return Path(os.environ.get("NORNOS_KUBECONFIG_DIR", ROOT / ".kube")) / f"nornos-{env}.yaml"
+    return Path(os.environ.get("NORNOS_KUBECONFIG_DIR") or paths.kube_dir()) / f"nornos-{env}.yaml"
 
 
 def rewrite(text: str, env: str, endpoint: str, spares: list[str] | None = None) -> str:

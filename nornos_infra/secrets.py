@@ -27,11 +27,9 @@ from pathlib import Path
 import yaml
 from pyrage import x25519
 
+from nornos_infra import paths
 from nornos_infra.errors import UserError
 from nornos_infra.vocabulary import DB_APPS, sql_name
-
-ROOT = Path(__file__).resolve().parent.parent
-SECRETS_DIR = ROOT / "secrets"
 
 
 def _from_inventory(key: str) -> str | None:
@@ -48,7 +46,7 @@ def _from_inventory(key: str) -> str | None:
 
 def secrets_dir() -> Path:
     """The inventory's sops_dir in a deploy, else $NORNOS_SECRETS_DIR, else secrets/ of this checkout."""
-    return Path(_from_inventory("sops_dir") or os.environ.get("NORNOS_SECRETS_DIR") or SECRETS_DIR)
+    return Path(_from_inventory("sops_dir") or os.environ.get("NORNOS_SECRETS_DIR") or paths.secrets_dir())
 
 # Values every environment has; empty ones are filled by the team (`invoke secrets.edit`).
 # db_password_<app>: each app's own PostgreSQL role (nornos_infra/vocabulary.py).

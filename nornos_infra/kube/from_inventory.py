@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nornos_infra import inventory, kubeconfig
+from nornos_infra import inventory, kubeconfig, paths
 from nornos_infra import secrets as env_secrets
 from nornos_infra.errors import UserError
 from nornos_infra.kube.environment import apply_environment
 from nornos_infra.kube.generated import Endpoints
 from nornos_infra.kube.report import Report
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def endpoints_from(inventory_file: Path) -> Endpoints:
@@ -22,7 +20,7 @@ def endpoints_from(inventory_file: Path) -> Endpoints:
 
 
 def apply_from_inventory(env: str, dry_run: bool) -> Report:
-    endpoints = endpoints_from(ROOT / "inventories" / f"{env}.py")
+    endpoints = endpoints_from(paths.inventory_file(env))
     config = kubeconfig.local_path(env)
     if not config.exists():
         raise UserError(f"{config} does not exist; fetch it with `invoke kubeconfig --env {env}`")

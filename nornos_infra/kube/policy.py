@@ -18,12 +18,12 @@ from typing import Any
 
 import yaml
 
+from nornos_infra import paths
 from nornos_infra.errors import UserError
 from nornos_infra.kube.model import Obj
-from nornos_infra.kube.render import ROOT
 
 CHECKOV_VERSION = "3.3.30"
-CHECKOV_VENV = ROOT / ".venv" / "tools" / "checkov"
+CHECKOV_VENV = paths.project_dir() / ".venv" / "tools" / "checkov"
 
 SKIPS: dict[str, str] = {
     "CKV_K8S_43": "images are pinned by tag per overlay (promoted by CI); digests are set with kustomize "

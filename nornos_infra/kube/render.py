@@ -12,11 +12,11 @@ from pathlib import Path
 
 import yaml
 
+from nornos_infra import paths
 from nornos_infra.errors import UserError
 from nornos_infra.kube.model import Obj
 
-ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = ROOT / "manifests"
+MANIFESTS = paths.manifests_dir()
 ENVIRONMENTS = ("dev", "staging", "production")
 
 

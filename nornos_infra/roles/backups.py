@@ -8,16 +8,14 @@ BEFORE upload over the S3 API (rclone). A failed backup exits non-zero, logs to 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 from pyinfra.operations import files
 
+from nornos_infra.paths import TEMPLATES
 from nornos_infra.roles import context
 from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 BACKUP_DIR = "/mnt/postgres-data/backups"
 REDIS_BACKUP_DIR = "/var/backups/redis"
 KEEP_DAYS = 7

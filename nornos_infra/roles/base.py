@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from io import StringIO
-from pathlib import Path
 
 from pyinfra import logger
 from pyinfra.api.deploy import deploy
@@ -18,11 +17,10 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.operations import files, server, systemd
 
+from nornos_infra.paths import TEMPLATES
 from nornos_infra.roles.facts import InContainer
 from nornos_infra.roles.hardening import hardening
 from nornos_infra.roles.ops import apt_packages, apt_update
-
-TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 PACKAGES = ["ca-certificates", "curl", "gnupg", "nftables", "unattended-upgrades", "apt-listchanges",

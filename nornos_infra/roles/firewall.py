@@ -10,7 +10,6 @@ deploy must still get in.
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Any
 
 from pyinfra.api.deploy import deploy
@@ -18,9 +17,9 @@ from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.operations import files, server, systemd
 
+from nornos_infra.paths import TEMPLATES
 from nornos_infra.roles.facts import SshClientAddress
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 RULES_PATH = "/etc/nftables.d/nornos.nft"
 LB_NEVER = frozenset({22, 6443, 2379, 2380, 10250})  # admin-only or cluster-internal ports
 

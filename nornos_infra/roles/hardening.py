@@ -8,7 +8,6 @@ container cannot do: docs/SECURITY.md ("Host hardening").
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 from pyinfra import logger
 from pyinfra.api.deploy import deploy
@@ -17,11 +16,11 @@ from pyinfra.facts.files import File, Sha256File
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 
+from nornos_infra.paths import TEMPLATES
 from nornos_infra.roles import aptsh
 from nornos_infra.roles.facts import InContainer
 from nornos_infra.roles.ops import apt_packages
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 # libpam-tmpdir: a private $TMPDIR per login; libpam-pwquality: strength rules for any password
 # set later (no account has one)
 PACKAGES = ["needrestart", "debsums", "apt-show-versions", "libpam-tmpdir", "libpam-pwquality"]

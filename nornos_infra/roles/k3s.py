@@ -33,10 +33,10 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 
 from nornos_infra.kube.versions import K3S_VERSION
+from nornos_infra.paths import TEMPLATES
 from nornos_infra.roles import context
 from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 BINARY = "/usr/local/bin/k3s"
 RELEASES = "https://github.com/k3s-io/k3s/releases/download"
 # Checksums pinned in the repository win over the release's own sha256sum file. None could be

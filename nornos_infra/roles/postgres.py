@@ -11,7 +11,6 @@ is sent to the host.
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
@@ -19,12 +18,12 @@ from pyinfra.context import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, postgres, server, systemd
 
+from nornos_infra.paths import TEMPLATES
 from nornos_infra.roles import context, scram, sizing
 from nornos_infra.roles.facts import FilesystemType, MemoryMb, PostgresNames, PostgresPasswordVerifier
 from nornos_infra.roles.ops import apt_packages, apt_update
 from nornos_infra.vocabulary import DB_APPS, sql_name
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 PG_VERSION = "15"  # Debian 12's PostgreSQL
 MOUNT = "/mnt/postgres-data"
 DATA_DIR = f"{MOUNT}/pgdata"

@@ -9,18 +9,17 @@ keys the apps keep without a TTL are never thrown out under memory pressure.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.operations import files, systemd
 
+from nornos_infra.paths import TEMPLATES
 from nornos_infra.roles import context, sizing
 from nornos_infra.roles.facts import MemoryMb
 from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "deploys" / "templates"
 APP_USER = "nornos_app"
 ADMIN_USER = "nornos_admin"
 

@@ -219,7 +219,7 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube: FakeKube) ->
     """A checkout after ``provision.py dev``, ``invoke kubeconfig`` and ``invoke secrets.init``."""
     (tmp_path / "inventories").mkdir()
     (tmp_path / "inventories" / "dev.py").write_text(INVENTORY)
-    monkeypatch.setattr(from_inventory, "ROOT", tmp_path)
+    monkeypatch.setenv("NORNOS_PROJECT_DIR", str(tmp_path))
     monkeypatch.setenv("NORNOS_KUBECONFIG_DIR", str(tmp_path / ".kube"))
     (tmp_path / ".kube").mkdir()
     kubeconfig(tmp_path / ".kube" / "nornos-dev.yaml", {"nornos-dev": kube.url}, "nornos-dev")

@@ -15,8 +15,11 @@ import yaml
 from nornos_infra.errors import UserError
 from nornos_infra.kube import generated, policy, validate
 from nornos_infra.kube.model import Obj
-from nornos_infra.kube.render import ENVIRONMENTS, MANIFESTS, ROOT, RenderError, render, render_dir
+from nornos_infra.kube.render import ENVIRONMENTS, MANIFESTS, RenderError, render, render_dir
 from nornos_infra.kube.versions import K3S_VERSION, KUBERNETES_MINOR, kubernetes_minor
+from nornos_infra.paths import project_dir
+
+ROOT = project_dir()
 
 APPS = ("patient-app", "doctor-app", "agent-service", "relay-server", "shared-data-server", "auth-service")
 _CACHE: dict[str, list[Obj]] = {}
