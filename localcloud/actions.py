@@ -65,7 +65,7 @@ class ActionEngine:
         self.failing: dict[str, float] = {}  # command -> probability of error (fault injection)
         self.rng = random.Random()
         self._due: list[tuple[float, int]] = []
-        # action id -> the hosts job it waits for (--hosts nspawn, see localcloud/hosting.py):
+        # action id -> the hosts job it waits for (--hosts nspawn, see localcloud/machines.py):
         # the action stays running until the job is done, and fails when the job fails
         self.jobs: dict[int, Future[Any]] = {}
         for action in store.all("action"):

@@ -21,9 +21,9 @@ from aiohttp.web_request import BaseRequest
 
 import localcloud.api  # noqa: F401  (registers the routes)
 from localcloud import errors
-from localcloud.api.primary_ips import ADMIN_ADDRESS
 from localcloud.closed import check_known_fields
 from localcloud.cloud import Cloud
+from localcloud.config import ADMIN_ADDRESS
 from localcloud.faults import FaultSpecError, parse
 from localcloud.profiles import PROFILES
 from localcloud.router import Reply, Request, resolve
@@ -159,7 +159,7 @@ async def side_health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "profile": s.profile, "time_scale": s.time_scale,
                               "hosts": s.hosts, "uptime": round(time.time() - cloud.started, 3),
                               "admin_address": ADMIN_ADDRESS,
-                              "machines": len(cloud.host_jobs.hosts.machines) if cloud.host_jobs else None})
+                              "machines": cloud.machines.machine_count()})
 
 
 async def side_requests(request: web.Request) -> web.Response:
@@ -287,8 +287,8 @@ async def side_reset(request: web.Request) -> web.Response:
     """Forget all resources, requests and faults; back to the starting configuration and a
     full rate-limit budget (between tests)."""
     cloud = request.app[CLOUD]
-    if cloud.host_jobs is not None:  # real machines go with their servers
-        await asyncio.to_thread(cloud.host_jobs.destroy_all)
+    if cloud.machines.real:  # real machines go with their servers
+        await asyncio.to_thread(cloud.machines.destroy_all)
     with cloud.store.lock:
         cloud.store.reset()
         cloud.engine.reset()

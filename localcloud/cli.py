@@ -241,10 +241,10 @@ def serve(settings: Settings, port_file: Path | None, hosts_cache: Path | None =
 def _start_hosts(cloud: object, cache: Path) -> str | None:
     """--hosts nspawn: remove leftovers, public bridge, apt proxy, the debian-12 template (built
     once, about a minute), then machines for stored servers. None, or why it failed."""
-    from localcloud.api import primary_ips
+    from localcloud.api.restart import resume_machines
     from localcloud.cloud import Cloud
-    from localcloud.hosting import HostJobs, resume
     from localcloud.hosts.backend import DEFAULT_DATA, Hosts
+    from localcloud.hosts.jobs import NspawnMachines
     from localcloud.hosts.system import HostError
 
     assert isinstance(cloud, Cloud)
@@ -262,24 +262,24 @@ def _start_hosts(cloud: object, cache: Path) -> str | None:
     except (HostError, OSError) as exc:
         hosts.stop()
         return str(exc)
-    primary_ips.UNUSABLE_IPV4_POOLS.update(hosts.unusable_pools)
-    cloud.host_jobs = HostJobs(hosts)
+    cloud.machines = NspawnMachines(hosts)
     with cloud.store.lock:
-        resume(cloud)
+        resume_machines(cloud)
     return None
 
 
 def _stop_hosts(cloud: object) -> None:
     """Power every machine off cleanly and remove the bridges, namespaces and mounts."""
     from localcloud.cloud import Cloud
+    from localcloud.hosts.jobs import NspawnMachines
+    from localcloud.machines import NoMachines
 
     assert isinstance(cloud, Cloud)
-    jobs = cloud.host_jobs
-    if jobs is None:
+    machines = cloud.machines
+    if not isinstance(machines, NspawnMachines):
         return
-    cloud.host_jobs = None
-    jobs.shutdown()
-    cut = jobs.hosts.stop()
+    cloud.machines = NoMachines()
+    cut = machines.stop()
     print(f"localcloud: machines powered off{f' (power cut: {cut})' if cut else ''}", flush=True)
 
 

@@ -8,19 +8,17 @@ import random
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from localcloud import errors
 from localcloud.actions import ActionEngine
 from localcloud.catalog import Catalog
 from localcloud.config import Settings
 from localcloud.faults import Faults, parse
+from localcloud.machines import Machines, NoMachines
 from localcloud.ratelimit import RateLimiter
 from localcloud.router import Reply
 from localcloud.store import Doc, Store
-
-if TYPE_CHECKING:
-    from localcloud.hosting import HostJobs
 
 REQUEST_LOG_SIZE = 200_000
 
@@ -50,7 +48,9 @@ class Cloud:
         self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.request_seq = 0
         self.started = time.time()
-        self.host_jobs: HostJobs | None = None  # --hosts nspawn: servers are real machines
+        # what the API tells to make things real: nothing (--hosts none) or real machines
+        # (--hosts nspawn: cli hands it localcloud.hosts.jobs.NspawnMachines)
+        self.machines: Machines = NoMachines()
 
     def restore_config(self) -> None:
         """Back to the configuration localcloud started with (rate limit, limits, timing)."""

@@ -18,7 +18,7 @@ _LISTENERS: dict[str, list[Listener]] = {}
 
 # Events in use (keyword arguments in brackets):
 #   server.created [server], server.deleted [server], server.labels_changed [server],
-#   server.network_changed [server], network.deleted [network]
+#   server.network_changed [server], server.public_net_changed [server], network.deleted [network]
 
 
 def subscribe(event: str) -> Callable[[Listener], Listener]:

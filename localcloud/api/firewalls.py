@@ -10,7 +10,7 @@ Decisions where the spec leaves room:
 - Changes take effect in the reply; the ``apply_firewall`` / ``remove_firewall`` /
   ``set_firewall_rules`` actions only report them, and undo them if they fail (injected
   fault). With real hosts they end once the filters on this machine follow
-  (``hosting.firewalls_changed``, ``hosts/firewall.py``).
+  (:func:`machines_follow`, ``hosts/firewall.py``).
 - Removing a server that a label selector of the firewall matches answers
   ``firewall_managed_by_label_selector`` even if it was also applied directly (the direct
   entry cannot be dropped while the selector holds it); removing what is not applied
@@ -24,13 +24,15 @@ import ipaddress
 import re
 from typing import Any
 
-from localcloud import errors, hosting
+from localcloud import errors
 from localcloud.actions import on_complete, on_failure
 from localcloud.api.common import public, register_action_routes, update_name_labels
+from localcloud.api.machine_specs import public_addresses, tie
 from localcloud.cloud import Cloud, now_iso
 from localcloud.events import subscribe
 from localcloud.labels import Selector, parse_selector
 from localcloud.listing import filter_common, page, sort_items
+from localcloud.machines import Guarded, Rule
 from localcloud.router import Reply, Request, route
 from localcloud.store import Doc, Store
 from localcloud.validate import Body
@@ -130,6 +132,40 @@ def _server_deleted(cloud: Cloud, server: Doc, **_: Any) -> None:
             firewall["applied_to"] = [e for e in firewall["applied_to"]
                                       if not (e["type"] == "server" and e["server"]["id"] == server["id"])]
             cloud.store.put(KIND, firewall)
+
+
+
+# -- the filters on this machine (--hosts nspawn) ----------------------------------------------
+def guarded_servers(cloud: Cloud) -> list[Guarded]:
+    """Every server with a public address and at least one firewall, with all their rules."""
+    out = []
+    for server in cloud.store.all("server"):
+        ipv4, ipv6 = public_addresses(cloud, server)
+        applied = firewalls_for_server(cloud, server)
+        if not applied or (ipv4 is None and ipv6 is None):
+            continue
+        rules = []
+        for fid in applied:
+            for r in (cloud.store.get(KIND, fid) or {}).get("rules", []):
+                ips = r["source_ips"] if r["direction"] == "in" else r["destination_ips"]
+                rules.append(Rule(r["direction"], r["protocol"], r.get("port"), tuple(ips)))
+        out.append(Guarded(int(server["id"]), ipv4, ipv6, tuple(rules)))
+    return out
+
+
+def machines_follow(cloud: Cloud, actions: list[Doc] | tuple[Doc, ...] = ()) -> None:
+    """Rules or where they apply changed (or a server, its labels or addresses): the filters on
+    this machine follow; ``actions`` (apply_firewall, set_firewall_rules, ...) end when they do."""
+    if cloud.machines.real:
+        tie(cloud, actions, cloud.machines.set_firewalls(guarded_servers(cloud)))
+
+
+@subscribe("server.created")
+@subscribe("server.deleted")
+@subscribe("server.labels_changed")
+@subscribe("server.public_net_changed")
+def _server_changed(cloud: Cloud, server: Doc, **_: Any) -> None:
+    machines_follow(cloud)
 
 
 # -- rendering ------------------------------------------------------------------------------
@@ -366,7 +402,7 @@ def create_firewall(req: Request) -> Reply:
         actions.append(cloud.engine.start("set_firewall_rules", [(KIND, doc["id"])]))
     actions += _apply(cloud, doc, entries)
     if entries:
-        hosting.firewalls_changed(cloud, actions)
+        machines_follow(cloud, actions)
     return Reply(201, {"firewall": render(cloud, doc), "actions": [cloud.action(a) for a in actions]})
 
 
@@ -411,7 +447,7 @@ def set_rules(req: Request) -> Reply:
                                   params={"firewall": doc["id"], "old": old, "new": doc["rules"]})]
     for sid in affected_server_ids(cloud, doc):
         actions.append(cloud.engine.start("apply_firewall", [(KIND, doc["id"]), ("server", sid)]))
-    hosting.firewalls_changed(cloud, actions)
+    machines_follow(cloud, actions)
     return _actions_reply(cloud, actions)
 
 
@@ -424,7 +460,7 @@ def apply_to_resources(req: Request) -> Reply:
     body.check()
     _check_apply(cloud, doc, entries, not_found_status=404)
     actions = _apply(cloud, doc, entries)
-    hosting.firewalls_changed(cloud, actions)
+    machines_follow(cloud, actions)
     return _actions_reply(cloud, actions)
 
 
@@ -457,7 +493,7 @@ def remove_from_resources(req: Request) -> Reply:
         cloud.store.put(KIND, doc)
         actions.append(cloud.engine.start("remove_firewall", resources, finish="firewall.remove",
                                           params={"firewall": doc["id"], "entry": entry}))
-    hosting.firewalls_changed(cloud, actions)
+    machines_follow(cloud, actions)
     return _actions_reply(cloud, actions)
 
 

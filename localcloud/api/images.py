@@ -127,9 +127,7 @@ def delete_backups(cloud: Cloud, server_id: int) -> None:
     for doc in cloud.store.all(KIND):
         if doc["type"] == "backup" and doc.get("bound_to") == server_id:
             cloud.store.delete(KIND, doc["id"])
-            from localcloud import hosting
-
-            hosting.image_deleted(cloud, doc["id"])
+            cloud.machines.delete_image(int(doc["id"]))
 
 
 @subscribe("server.deleted")
@@ -210,9 +208,7 @@ def delete_image(req: Request) -> Reply:
     cloud.ensure_deletable(KIND, doc)
     cloud.ensure_unlocked(KIND, doc["id"])
     cloud.store.delete(KIND, doc["id"])
-    from localcloud import hosting  # (hosting reads images: imported here, not at the top)
-
-    hosting.image_deleted(cloud, doc["id"])
+    cloud.machines.delete_image(int(doc["id"]))
     return Reply(204, None)
 
 

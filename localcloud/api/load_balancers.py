@@ -5,7 +5,7 @@ are expanded to the matching servers at render time), ``private_net: [{network, 
 (the only record of network attachments) and ``public_net``; ``_location`` (name) and
 ``_type`` (id) point into the catalogue. Changes apply when the request is accepted, so
 the next request validates against them; a failed action restores the previous value.
-With ``--hosts nspawn`` every change is also made real (``hosting.load_balancer_changed``:
+With ``--hosts nspawn`` every change is also made real (:func:`machines_follow`:
 HAProxy in a namespace of its own, ``hosts/loadbalancer.py``) and target health comes from
 its health checks.
 """
@@ -17,14 +17,16 @@ import ipaddress
 import re
 from typing import Any
 
-from localcloud import errors, hosting
+from localcloud import errors
 from localcloud.actions import on_complete, on_failure
 from localcloud.api import ipam, primary_ips
 from localcloud.api.common import change_protection, public, register_action_routes
+from localcloud.api.machine_specs import tie
 from localcloud.cloud import Cloud, now_iso
 from localcloud.events import subscribe
 from localcloud.labels import parse_selector
 from localcloud.listing import filter_common, page, sort_items
+from localcloud.machines import HealthCheck, LbNic, LbSpec, Service, Target
 from localcloud.router import Reply, Request, route
 from localcloud.store import Doc, Store
 from localcloud.validate import Body
@@ -127,7 +129,7 @@ def target_name(ip: str, server_id: int | None = None) -> str:
 
 def _target_health(cloud: Cloud, lb: Doc, name: str, without_hosts: str) -> list[Doc]:
     """Per service: the real health checks' verdict with real hosts, else ``without_hosts``."""
-    polled = hosting.load_balancer_health(cloud, int(lb["id"]))
+    polled = cloud.machines.load_balancer_health(int(lb["id"]))
     if polled is None:
         return _health_status(lb, without_hosts)
     return [{"listen_port": s["listen_port"], "status": polled.get(s["listen_port"], {}).get(name, "unknown")}
@@ -601,7 +603,60 @@ def _network_deleted(cloud: Cloud, network: Doc, **_: Any) -> None:
         if len(kept) != len(lb.get("private_net") or []):
             lb["private_net"] = kept
             cloud.store.put(KIND, lb)
-            hosting.load_balancer_changed(cloud, lb)  # its NIC on the network goes, and targets through it
+            machines_follow(cloud, lb)  # its NIC on the network goes, and targets through it
+
+
+
+# -- the real load balancer (--hosts nspawn) ---------------------------------------------------
+def _service_spec(s: Doc) -> Service:
+    hc, http = s["health_check"], s.get("http") or {}
+    hch = hc.get("http") or {}
+    health = HealthCheck(hc["protocol"], int(hc["port"]), int(hc["interval"]), int(hc["timeout"]),
+                         int(hc["retries"]), hch.get("path") or "/", hch.get("domain"),
+                         tuple(hch.get("status_codes") or ()), hch.get("response") or "", bool(hch.get("tls")))
+    return Service(s["protocol"], int(s["listen_port"]), int(s["destination_port"]), health,
+                   bool(s.get("proxyprotocol")), bool(http.get("sticky_sessions")),
+                   http.get("cookie_name") or "HCLBSTICKY", int(http.get("cookie_lifetime") or 300),
+                   int(http.get("timeout_idle") or 50), bool(http.get("redirect_http")))
+
+
+def lb_spec(cloud: Cloud, lb: Doc) -> LbSpec:
+    """What the machine side makes of a load balancer: its addresses, services with their
+    health checks, and the target addresses as of now (label selectors resolved)."""
+    nics = []
+    for entry in lb.get("private_net") or []:
+        net = cloud.store.get("network", entry["network"])
+        if net is not None:
+            nics.append(LbNic(int(net["id"]), str(net["ip_range"]), str(entry["ip"])))
+    pn = lb["public_net"]
+    enabled = bool(pn.get("enabled"))
+    return LbSpec(int(lb["id"]), lb["algorithm"]["type"], pn["ipv4"]["ip"] if enabled else None,
+                  pn["ipv6"]["ip"] if enabled else None, tuple(nics), tuple(_service_spec(s) for s in lb["services"]),
+                  tuple(Target(name, ip) for name, ip in target_addresses(cloud, lb)))
+
+
+def machines_follow(cloud: Cloud, lb: Doc, actions: list[Doc] | tuple[Doc, ...] = ()) -> None:
+    """The load balancer's proxy follows its document (created, services, targets, networks,
+    algorithm, public interface); ``actions`` end when it does."""
+    if cloud.machines.real and cloud.store.get(KIND, lb["id"]) is not None:
+        tie(cloud, actions, cloud.machines.set_load_balancer(lb_spec(cloud, lb)))
+
+
+def all_follow(cloud: Cloud) -> None:
+    """Servers changed (created, deleted, labels, networks, addresses): every load balancer's
+    targets are resolved again; the machine side changes nothing where nothing changed."""
+    if cloud.machines.real:
+        for lb in cloud.store.all(KIND):
+            machines_follow(cloud, lb)
+
+
+@subscribe("server.created")
+@subscribe("server.deleted")
+@subscribe("server.labels_changed")
+@subscribe("server.network_changed")
+@subscribe("server.public_net_changed")
+def _targets_changed(cloud: Cloud, server: Doc, **_: Any) -> None:
+    all_follow(cloud)
 
 
 # -- routes ---------------------------------------------------------------------------------
@@ -704,7 +759,7 @@ def create_load_balancer(req: Request) -> Reply:
     resources: list[tuple[str, int]] = [(KIND, ident)]
     action = cloud.engine.start("create_load_balancer", resources, finish="load_balancer.changed",
                                 params={"load_balancer": ident, "before": {}})
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return Reply(201, {"load_balancer": render(cloud, lb), "action": cloud.action(action)})
 
 
@@ -744,7 +799,7 @@ def delete_load_balancer(req: Request) -> Reply:
     cloud.ensure_unlocked(KIND, lb["id"])
     cloud.store.delete(KIND, lb["id"])
     action = cloud.engine.start("delete_load_balancer", [(KIND, lb["id"])])
-    hosting.load_balancer_deleted(cloud, int(lb["id"]), action)
+    tie(cloud, [action], cloud.machines.delete_load_balancer(int(lb["id"])))
     return cloud.action_reply(action, status=200)
 
 
@@ -759,7 +814,7 @@ def add_service(req: Request) -> Reply:
     action = _change(cloud, lb, "add_service", ("services",))
     lb["services"].append(svc)
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -779,7 +834,7 @@ def update_service(req: Request) -> Reply:
     action = _change(cloud, lb, "update_service", ("services",))
     lb["services"][index] = svc
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -796,7 +851,7 @@ def delete_service(req: Request) -> Reply:
     action = _change(cloud, lb, "delete_service", ("services",))
     lb["services"] = [s for s in lb["services"] if s["listen_port"] != port]
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -811,7 +866,7 @@ def add_target(req: Request) -> Reply:
     action = _change(cloud, lb, "add_target", ("targets",))
     lb["targets"].append(target)
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -828,7 +883,7 @@ def remove_target(req: Request) -> Reply:
     action = _change(cloud, lb, "remove_target", ("targets",))
     lb["targets"] = kept
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -852,7 +907,7 @@ def attach_to_network(req: Request) -> Reply:
     lb["private_net"] = [e for e in lb["private_net"] if e["network"] != network_id]
     lb["private_net"].append({"network": network_id, "ip": address})
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -874,7 +929,7 @@ def detach_from_network(req: Request) -> Reply:
     action = _change(cloud, lb, "detach_from_network", ("private_net",), extra=[("network", network_id)])
     lb["private_net"] = [e for e in lb["private_net"] if e["network"] != network_id]
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -897,7 +952,7 @@ def change_type(req: Request) -> Reply:
     action = _change(cloud, lb, "change_load_balancer_type", ("_type",))
     lb["_type"] = new_type["id"]
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -912,7 +967,7 @@ def change_algorithm(req: Request) -> Reply:
     action = _change(cloud, lb, "change_algorithm", ("algorithm",))
     lb["algorithm"] = {"type": algorithm}
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -935,7 +990,7 @@ def change_dns_ptr(req: Request) -> Reply:
     lb["public_net"][family]["dns_ptr"] = dns_ptr if dns_ptr is not None else default_dns_ptr(
         lb["public_net"][family]["ip"])
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -946,7 +1001,7 @@ def enable_public_interface(req: Request) -> Reply:
     action = _change(cloud, lb, "enable_public_interface", ("public_net",))
     lb["public_net"]["enabled"] = True
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 
@@ -963,7 +1018,7 @@ def disable_public_interface(req: Request) -> Reply:
     action = _change(cloud, lb, "disable_public_interface", ("public_net",))
     lb["public_net"]["enabled"] = False
     cloud.store.put(KIND, lb)
-    hosting.load_balancer_changed(cloud, lb, [action])
+    machines_follow(cloud, lb, [action])
     return cloud.action_reply(action)
 
 

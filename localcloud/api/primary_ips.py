@@ -11,9 +11,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from localcloud import errors
+from localcloud import errors, events
 from localcloud.api.common import change_protection, public, register_action_routes, update_name_labels
+from localcloud.api.machine_specs import public_addresses
 from localcloud.cloud import Cloud, now_iso
+from localcloud.config import PUBLIC_IPV4_POOLS, PUBLIC_IPV6_POOL
 from localcloud.events import subscribe
 from localcloud.listing import filter_common, page, sort_items
 from localcloud.router import Reply, Request, route
@@ -21,23 +23,6 @@ from localcloud.store import Doc
 from localcloud.validate import Body
 
 KIND = "primary_ip"
-
-# Public IPv4 pools, in the order addresses are handed out. The first host of each /24
-# stays free: it is the gateway when real machines get these addresses on a bridge.
-# Servers' public IPv4 addresses: documentation ranges first, then the benchmarking range
-# 198.18.0.0/15 (RFC 2544) for large clouds; none is routed on the internet. Load balancers
-# take theirs from the same pools, from the top down (one set of used addresses for both).
-# Not 203.0.113.0/24: some resolvers answer with it (deb.debian.org on a test machine), and
-# a pool on the public bridge would cut this machine off from those addresses.
-PUBLIC_IPV4_POOLS: tuple[str, ...] = ("198.51.100.0/24", "192.0.2.0/24", "198.18.0.0/15")
-# This machine's address on localcloud's public side (first host of the first pool, never
-# given to a server): the "internet" and the admin's workstation, as admin_cidrs see it.
-ADMIN_ADDRESS = "198.51.100.1"
-# Pools this machine cannot put on localcloud's public bridge because they overlap its own
-# networks (with --hosts nspawn; set by the hosts backend at start): not handed out.
-UNUSABLE_IPV4_POOLS: set[str] = set()
-# Each server gets one /64 out of this documentation prefix (2001:db8::/64 itself is skipped).
-PUBLIC_IPV6_POOL = "2001:db8::/32"
 
 
 # -- allocation ---------------------------------------------------------------------------
@@ -53,7 +38,7 @@ def allocate_ipv4(cloud: Cloud, *, top_down: bool = False) -> str:
     pool first, for load balancers, so that they stand apart from servers)."""
     taken = _taken(cloud)
     for pool in PUBLIC_IPV4_POOLS:
-        if pool in UNUSABLE_IPV4_POOLS:
+        if pool in cloud.machines.unusable_ipv4_pools:
             continue
         net = ipaddress.ip_network(pool)
         first, last = int(net.network_address) + 2, int(net.broadcast_address) - 1  # +1: the gateway
@@ -123,22 +108,30 @@ def server_slot(ip_type: str) -> str:
     return "_ipv4" if ip_type == "ipv4" else "_ipv6"
 
 
+def _public_net_changed(cloud: Cloud, server: Doc) -> None:
+    """A primary IP was assigned or unassigned: the machine's eth0 follows, and what depends on
+    the server's addresses (firewalls, load balancers' public-IP targets) listens for the event."""
+    if cloud.store.get("server", server["id"]) is None:
+        return
+    if cloud.machines.real:
+        cloud.machines.set_public(int(server["id"]), *public_addresses(cloud, server))
+    events.emit(cloud, "server.public_net_changed", server=server)
+
+
 def _link(cloud: Cloud, doc: Doc, server: Doc | None) -> None:
     """Assign (server) or unassign (None), changing both documents."""
-    from localcloud import hosting  # (hosting reads primary IPs: imported here, not at the top)
-
     slot = server_slot(doc["type"])
     if doc.get("assignee_id") is not None:
         old = cloud.store.get("server", doc["assignee_id"])
         if old is not None and old.get("public_net", {}).get(slot) == doc["id"]:
             old["public_net"][slot] = None
             cloud.store.put("server", old)
-            hosting.public_net_changed(cloud, old)
+            _public_net_changed(cloud, old)
     doc["assignee_id"] = server["id"] if server else None
     if server is not None:
         server.setdefault("public_net", {})[slot] = doc["id"]
         cloud.store.put("server", server)
-        hosting.public_net_changed(cloud, server)
+        _public_net_changed(cloud, server)
     cloud.store.put(KIND, doc)
 
 

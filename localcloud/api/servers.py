@@ -16,10 +16,13 @@ import string
 from datetime import UTC, datetime
 from typing import Any
 
-from localcloud import errors, events, hosting
+from localcloud import errors, events
 from localcloud.actions import on_complete, on_failure
 from localcloud.api import firewalls, images, ipam, networks, placement_groups, primary_ips, volumes
 from localcloud.api.common import change_protection, public, register_action_routes
+from localcloud.api.machine_specs import image_ref as machine_image
+from localcloud.api.machine_specs import nic, server_spec, tie
+from localcloud.api.machine_specs import ssh_keys as machine_keys
 from localcloud.cloud import Cloud, now_iso
 from localcloud.events import subscribe
 from localcloud.labels import parse_selector
@@ -321,7 +324,17 @@ def _network_deleted(cloud: Cloud, network: Doc, **_: Any) -> None:
         if any(e["network"] == network["id"] for e in doc.get("private_net", [])):
             doc["private_net"] = [e for e in doc["private_net"] if e["network"] != network["id"]]
             cloud.store.put(KIND, doc)
-    hosting.network_deleted(cloud, network["id"])
+    cloud.machines.remove_network(int(network["id"]))
+
+
+
+def _make_machine(cloud: Cloud, server: Doc, create: Doc, start: Doc | None, attaches: list[Doc]) -> None:
+    """Make the machine (networks included) for ``create`` and its attach actions, boot it for ``start``."""
+    if not cloud.machines.real:
+        return
+    tie(cloud, [create, *attaches], cloud.machines.create_server(server_spec(cloud, server)))
+    if start is not None:
+        tie(cloud, [start], cloud.machines.boot(int(server["id"])))
 
 
 # -- collection ---------------------------------------------------------------------------
@@ -526,9 +539,9 @@ def create_server(req: Request) -> Reply:
                                     params={"server": ident})
         next_actions.insert(0, start_action)
     events.emit(cloud, "server.created", server=doc)
-    hosting.server_created(cloud, doc, action, start_action, attach_actions)
+    _make_machine(cloud, doc, action, start_action, attach_actions)
     for vid, attach_action in volume_attaches:  # after the machine is made (and booted)
-        hosting.volume_attached(cloud, vid, ident, bool(automount), attach_action)
+        tie(cloud, [attach_action], cloud.machines.attach_volume(vid, ident, bool(automount)))
     return Reply(201, {
         "server": render(cloud, doc), "action": cloud.action(action),
         "next_actions": [cloud.action(a) for a in next_actions],
@@ -575,7 +588,7 @@ def delete_server(req: Request) -> Reply:
     attached = [int(v["id"]) for v in cloud.store.all("volume") if v.get("server") == doc["id"]]
     cloud.store.delete(KIND, doc["id"])
     events.emit(cloud, "server.deleted", server=doc)  # volumes detach
-    hosting.server_deleted(cloud, doc, action, attached)
+    tie(cloud, [action], cloud.machines.delete_server(int(doc["id"]), attached))
     return cloud.action_reply(action, 200)
 
 
@@ -600,7 +613,7 @@ def _power(req: Request, command: str, transitional: str | None, finish: str) ->
         cloud.store.put(KIND, doc)
     action = cloud.engine.start(command, [(KIND, doc["id"])], finish=finish,
                                 params={"server": doc["id"], "previous": previous})
-    hosting.power(cloud, doc, _POWER_OPS[command], action)
+    tie(cloud, [action], cloud.machines.power(int(doc["id"]), _POWER_OPS[command]))
     return cloud.action_reply(action)
 
 
@@ -690,7 +703,9 @@ def attach_to_network(req: Request) -> Reply:
     action = cloud.engine.start("attach_to_network", [(KIND, doc["id"]), ("network", network_id)],
                                 finish="server.network_attached",
                                 params={"server": doc["id"], "network": entry["network"]})
-    hosting.network_attached(cloud, doc, entry, action)
+    card = nic(cloud, entry)
+    if card is not None:
+        tie(cloud, [action], cloud.machines.attach_network(int(doc["id"]), card))
     events.emit(cloud, "server.network_changed", server=doc)
     return cloud.action_reply(action)
 
@@ -716,7 +731,7 @@ def detach_from_network(req: Request) -> Reply:
     cloud.store.put(KIND, doc)
     action = cloud.engine.start("detach_from_network", [(KIND, doc["id"]), ("network", network_id)],
                                 finish="server.network_detached", params={"server": doc["id"], "entry": entry})
-    hosting.network_detached(cloud, doc, network_id, action)
+    tie(cloud, [action], cloud.machines.detach_network(int(doc["id"]), network_id))
     events.emit(cloud, "server.network_changed", server=doc)
     return cloud.action_reply(action)
 
@@ -788,7 +803,7 @@ def create_image(req: Request) -> Reply:
     image = images.create_from_server(cloud, doc, image_type, description, labels, arch)
     action = cloud.engine.start("create_image", [(KIND, doc["id"]), ("image", image["id"])],
                                 finish="image.created", params={"image": image["id"]})
-    hosting.image_created(cloud, doc, image["id"], action)
+    tie(cloud, [action], cloud.machines.snapshot(int(doc["id"]), int(image["id"])))
     return Reply(201, {"image": images.render(image), "action": cloud.action(action)})
 
 
@@ -814,7 +829,9 @@ def rebuild(req: Request) -> Reply:
     cloud.store.put(KIND, doc)
     action = cloud.engine.start("rebuild_server", [(KIND, doc["id"])], finish="server.rebuilt",
                                 params={"server": doc["id"], "image": image["id"], "status": previous})
-    hosting.rebuilt(cloud, doc, image["id"], action)
+    if cloud.machines.real:
+        tie(cloud, [action], cloud.machines.rebuild(int(doc["id"]), machine_image(cloud, image["id"]),
+                                                    machine_keys(cloud, doc), doc.get("_user_data")))
     return Reply(201, {"action": cloud.action(action),
                        "root_password": None if doc.get("_ssh_keys") else _password(cloud)})
 

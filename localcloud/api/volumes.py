@@ -12,9 +12,10 @@ import copy
 import re
 from typing import Any
 
-from localcloud import errors, hosting
+from localcloud import errors
 from localcloud.actions import on_complete, on_failure
 from localcloud.api.common import change_protection, public, register_action_routes, update_name_labels
+from localcloud.api.machine_specs import tie
 from localcloud.cloud import Cloud, now_iso
 from localcloud.events import subscribe
 from localcloud.listing import filter_common, page, sort_items
@@ -89,7 +90,7 @@ def attach(cloud: Cloud, volume: Doc, server: Doc, *, automount: bool = False, a
                                 finish="volume.attached", after=after,
                                 params={"volume": volume["id"], "server": server["id"], "automount": automount})
     if host:
-        hosting.volume_attached(cloud, int(volume["id"]), int(server["id"]), automount, action)
+        tie(cloud, [action], cloud.machines.attach_volume(int(volume["id"]), int(server["id"]), automount))
     return action
 
 
@@ -146,7 +147,7 @@ def _resized(store: Store, action: Doc, params: dict[str, Any]) -> None:
 @subscribe("server.deleted")
 def _server_deleted(cloud: Cloud, server: Doc, **_: Any) -> None:
     """A deleted server's volumes stay, detached (with real hosts, the machine's destruction
-    frees them: see ``hosting.server_deleted``)."""
+    frees them: see ``Machines.delete_server``)."""
     for doc in cloud.store.all(KIND):
         if doc.get("server") == server["id"]:
             doc["server"] = None
@@ -208,7 +209,7 @@ def create_volume(req: Request) -> Reply:
     cloud.store.put(KIND, doc)
     action = cloud.engine.start("create_volume", [(KIND, ident)], finish="volume.created",
                                 params={"volume": ident})
-    hosting.volume_created(cloud, doc, action)
+    tie(cloud, [action], cloud.machines.create_volume(ident, int(size), fmt))
     next_actions: list[Doc] = []
     if server is not None:
         check_attachable(cloud, doc, server)
@@ -243,7 +244,7 @@ def delete_volume(req: Request) -> Reply:
         # the real API answers service_error: "volume with ID '…' is still attached to a server"
         raise errors.ApiError("service_error", f"volume with ID '{doc['id']}' is still attached to a server")
     cloud.store.delete(KIND, doc["id"])
-    hosting.volume_deleted(cloud, int(doc["id"]))
+    cloud.machines.delete_volume(int(doc["id"]))
     return Reply(204, None)
 
 
@@ -280,7 +281,7 @@ def detach_volume(req: Request) -> Reply:
     cloud.store.put(KIND, doc)
     action = cloud.engine.start("detach_volume", resources, finish="volume.detached",
                                 params={"volume": doc["id"], "server": server_id})
-    hosting.volume_detached(cloud, int(doc["id"]), int(server_id), action)
+    tie(cloud, [action], cloud.machines.detach_volume(int(doc["id"]), int(server_id)))
     return cloud.action_reply(action)
 
 
@@ -301,7 +302,7 @@ def resize_volume(req: Request) -> Reply:
     cloud.ensure_unlocked(KIND, doc["id"])
     action = cloud.engine.start("resize_volume", [(KIND, doc["id"])], finish="volume.resized",
                                 params={"volume": doc["id"], "size": size})
-    hosting.volume_resized(cloud, int(doc["id"]), size, action)
+    tie(cloud, [action], cloud.machines.resize_volume(int(doc["id"]), size))
     return cloud.action_reply(action)
 
 

@@ -17,42 +17,22 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-from localcloud.api.primary_ips import ADMIN_ADDRESS
+from localcloud.config import ADMIN_ADDRESS
 from localcloud.hosts import cleanup, cloudinit, firewall, network, snapshot, template
 from localcloud.hosts import loadbalancer as lbs
 from localcloud.hosts import volumes as vols
 from localcloud.hosts.aptproxy import AptProxy
 from localcloud.hosts.machine import Machine
-from localcloud.hosts.network import PrivateNic
 from localcloud.hosts.system import RUN_DIR, HostError, log, why_unsupported
+from localcloud.machines import Guarded, ImageRef, LbSpec, PrivateNic, ServerSpec
 
 DEFAULT_DATA = Path("/var/lib/localcloud/hosts")
 DEFAULT_CACHE = Path("/var/cache/localcloud")
 POWER_OPS = ("poweron", "poweroff", "shutdown", "reboot", "reset")
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """What a machine's disk starts from: a system image by name, or a snapshot by id."""
-
-    name: str | None = None
-    snapshot: int | None = None
-
-
-@dataclass
-class ServerSpec:
-    server_id: int
-    hostname: str
-    image: ImageRef
-    ssh_keys: list[str] = field(default_factory=list)
-    user_data: str | None = None
-    ipv4: str | None = None
-    ipv6_net: str | None = None
-    private: list[PrivateNic] = field(default_factory=list)
 
 
 @dataclass
@@ -83,7 +63,7 @@ class Hosts:
         self.attachments: dict[int, Attachment] = {}  # volume id -> its attachment
         self._volumes = threading.RLock()  # attachments change in jobs and in boot watchers
         self._keep_disks = False
-        self.firewalls: tuple[firewall.Guarded, ...] | None = None  # what the nft table holds now
+        self.firewalls: tuple[Guarded, ...] | None = None  # what the nft table holds now
         self.balancers: dict[int, lbs.Balancer] = {}  # load balancer id -> its namespace and HAProxy
         self._lb_health: dict[int, dict[int, dict[str, str]]] = {}  # polled from HAProxy, read by the API
         self._lb_poller: threading.Thread | None = None
@@ -291,7 +271,7 @@ class Hosts:
         spec = self.specs[server_id]
         spec.ipv4, spec.ipv6_net = ipv4, ipv6_net
 
-    def set_firewalls(self, guarded: list[firewall.Guarded]) -> None:
+    def set_firewalls(self, guarded: list[Guarded]) -> None:
         """The cloud firewalls' filters for these servers (the whole set; unchanged: nothing done)."""
         wanted = tuple(sorted(guarded, key=lambda g: g.server_id))
         if wanted != self.firewalls:
@@ -299,7 +279,7 @@ class Hosts:
             self.firewalls = wanted
 
     # -- load balancers --------------------------------------------------------------------
-    def set_load_balancer(self, spec: lbs.LbSpec) -> None:
+    def set_load_balancer(self, spec: LbSpec) -> None:
         """Make the load balancer (namespace, links, HAProxy) match ``spec``; idempotent."""
         balancer = self.balancers.get(spec.lb_id)
         if balancer is None:

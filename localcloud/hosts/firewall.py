@@ -23,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from localcloud.hosts.system import NFT_PREFIX, HostError, run
+from localcloud.machines import Guarded, Rule
 
 TABLE = f"{NFT_PREFIX}_firewalls"
 FAMILY = "inet"
@@ -35,34 +35,6 @@ BRIDGE_NF_SYSCTLS = (Path("/proc/sys/net/bridge/bridge-nf-call-iptables"),
 # NDP and router discovery are link plumbing, not traffic a Hetzner firewall sees
 _ICMPV6_LINK = "nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert"
 _L4 = {"icmp": ("icmp", "ipv6-icmp"), "esp": ("esp", "esp"), "gre": ("gre", "gre")}
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One rule of the API (``direction`` in/out; ``ips`` are source_ips for in, destination_ips for out)."""
-
-    direction: str
-    protocol: str
-    port: str | None
-    ips: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Guarded:
-    """A server with at least one firewall: its public addresses and all its firewalls' rules."""
-
-    server_id: int
-    ipv4: str | None
-    ipv6_net: str | None
-    rules: tuple[Rule, ...] = field(default_factory=tuple)
-
-    @property
-    def inbound(self) -> list[Rule]:
-        return [r for r in self.rules if r.direction == "in"]
-
-    @property
-    def outbound(self) -> list[Rule]:
-        return [r for r in self.rules if r.direction == "out"]
 
 
 def _match_ips(ips: Iterable[str], family: int, peer: str) -> str | None:

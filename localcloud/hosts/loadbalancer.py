@@ -36,7 +36,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from localcloud.hosts import network
@@ -51,6 +50,7 @@ from localcloud.hosts.system import (
     run,
     wait_gone,
 )
+from localcloud.machines import HealthCheck, LbNic, LbSpec, Service
 
 LB_RUN_DIR = RUN_DIR / "lb"  # per load balancer: config, stats socket, server state, certificate, log
 BALANCE = {"round_robin": "roundrobin", "least_connections": "leastconn"}
@@ -83,66 +83,6 @@ def process_name(lb_id: int) -> str:
 
 def lb_dir(lb_id: int) -> Path:
     return LB_RUN_DIR / str(lb_id)
-
-
-# -- what the API wants -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class HealthCheck:
-    protocol: str  # tcp or http
-    port: int
-    interval: int
-    timeout: int
-    retries: int
-    path: str = "/"
-    domain: str | None = None
-    status_codes: tuple[str, ...] = ()
-    response: str = ""
-    tls: bool = False
-
-
-@dataclass(frozen=True)
-class Service:
-    protocol: str  # tcp, http or https
-    listen_port: int
-    destination_port: int
-    health: HealthCheck
-    proxyprotocol: bool = False
-    sticky_sessions: bool = False
-    cookie_name: str = "HCLBSTICKY"
-    cookie_lifetime: int = 300
-    timeout_idle: int = 50
-    redirect_http: bool = False
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str  # the API's target_name(...): health is looked up by it
-    ip: str
-
-
-@dataclass(frozen=True)
-class LbNic:
-    network_id: int
-    ip_range: str  # the network's: on-link on the NIC
-    ip: str
-
-
-@dataclass(frozen=True)
-class LbSpec:
-    """A load balancer as the hosts backend makes it; ``ipv4``/``ipv6`` None: no public side."""
-
-    lb_id: int
-    algorithm: str = "round_robin"
-    ipv4: str | None = None
-    ipv6: str | None = None
-    private: tuple[LbNic, ...] = ()
-    services: tuple[Service, ...] = ()
-    targets: tuple[Target, ...] = ()
-
-    @property
-    def addresses(self) -> list[str]:
-        """Where services listen: the public addresses and every private IP."""
-        return [a for a in (self.ipv4, self.ipv6) if a] + [n.ip for n in self.private]
 
 
 # -- the HAProxy configuration ------------------------------------------------------------------

@@ -16,11 +16,10 @@ import json
 import socket
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localcloud.api.primary_ips import PUBLIC_IPV4_POOLS
+from localcloud.config import PUBLIC_IPV4_POOLS, PUBLIC_IPV6_POOL
 from localcloud.hosts.system import (
     OUR_LINK,
     PUBLIC_BRIDGE,
@@ -30,10 +29,12 @@ from localcloud.hosts.system import (
     private_veth,
     run,
 )
+from localcloud.machines import PrivateNic
 
-# The public pools of primary_ips.PUBLIC_IPV4_POOLS; this machine takes the first host of each.
+# The public pools of config.PUBLIC_IPV4_POOLS (the API hands out their addresses); this
+# machine takes the first host of each.
 PUBLIC_POOLS: tuple[str, ...] = PUBLIC_IPV4_POOLS
-PUBLIC_IPV6 = "2001:db8::/32"
+PUBLIC_IPV6 = PUBLIC_IPV6_POOL
 
 
 def _gateway(pool: str) -> str:
@@ -241,15 +242,6 @@ def remove_internet_host(index: int) -> None:
 
 
 # -- private networks ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class PrivateNic:
-    network_id: int
-    ip_range: str  # the network's ip_range: on-link on the NIC
-    ip: str
-    alias_ips: tuple[str, ...] = ()
-    mac: str | None = None
-
-
 def inner_name(slot: int) -> str:
     """Private NICs are named as on Hetzner's x86 servers: enp7s0, enp8s0, ..."""
     return f"enp{6 + slot}s0"

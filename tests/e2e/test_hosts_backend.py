@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from localcloud.hosts import network
-from localcloud.hosts.backend import Hosts, ImageRef, ServerSpec
-from localcloud.hosts.network import PrivateNic
+from localcloud.hosts.backend import Hosts
 from localcloud.hosts.system import HostError, cgroup_hierarchies
+from localcloud.machines import ImageRef, PrivateNic, ServerSpec
 from tests.e2e.conftest import assert_nothing_left, ours, ssh
 from tests.e2e.prerequisites import skip_or_fail
 

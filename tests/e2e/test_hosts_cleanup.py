@@ -22,8 +22,8 @@ pytestmark = pytest.mark.e2e
 SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from localcloud.hosts.backend import Hosts, ImageRef, ServerSpec
-    from localcloud.hosts.network import PrivateNic
+    from localcloud.hosts.backend import Hosts
+    from localcloud.machines import ImageRef, PrivateNic, ServerSpec
     h = Hosts(data_dir=Path(sys.argv[1]))
     h.start()
     h.create(ServerSpec(59000101, "doomed", ImageRef("debian-12"), [], None, "198.51.100.240", None,

@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from localcloud.hosts.firewall import Guarded, Rule, ruleset
+from localcloud.hosts.firewall import ruleset
+from localcloud.machines import Guarded, Rule
 
 
 def chain(text: str, name: str) -> list[str]:

@@ -11,17 +11,13 @@ from pathlib import Path
 import pytest
 
 from localcloud.hosts.loadbalancer import (
-    HealthCheck,
-    LbNic,
-    LbSpec,
-    Service,
-    Target,
     make_certificate,
     parse_stats,
     quote,
     render_config,
     status_regex,
 )
+from localcloud.machines import HealthCheck, LbNic, LbSpec, Service, Target
 
 WEB = (Target("server-3-10.0.1.3", "10.0.1.3"), Target("server-4-10.0.1.4", "10.0.1.4"))
 HTTP_CHECK = HealthCheck("http", 8080, 3, 2, 2, path="/healthz", domain="example.org", status_codes=("200", "3??"),
