@@ -144,8 +144,8 @@ def test_cli_refusals_are_one_line_and_send_nothing(
     config = str(kubeconfig(tmp_path / "kubeconfig", {"fake": kube.url}, "fake"))
     assert main(["dev", "--kubeconfig", config, *HOSTS]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: applying needs the decrypted secrets: pipe `sops -d secrets/<env>.sops.yaml`")
-    assert err.count("\n") == 1
+    assert err == ("error: applying needs the decrypted secrets: pipe `sops -d secrets/<env>.sops.yaml` into "
+                   "--secrets - (they are never read from a plain file on disk by default)\n")
 
     not_a_mapping = tmp_path / "list.yaml"
     not_a_mapping.write_text("- hcloud_token\n- k3s_token\n")
@@ -160,7 +160,8 @@ def test_cli_refusals_are_one_line_and_send_nothing(
 
     for missing in (["--postgres-host", "10.0.1.5"], ["--redis-host", "10.0.1.6"]):
         assert main(["dev", "--kubeconfig", config, "--secrets", str(secrets_file(tmp_path)), *missing]) == 1
-        assert "--postgres-host and --redis-host are needed" in capsys.readouterr().err
+        assert capsys.readouterr().err == ("error: --postgres-host and --redis-host are needed (the private IPs in "
+                                           "inventories/<env>.py)\n")
     assert not kube.state.requests
 
 

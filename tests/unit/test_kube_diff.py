@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from nornos_infra.kube.diff import unified
+from nornos_infra.kube.diff import mask_secrets, unified
 from nornos_infra.kube.model import ObjRef
 
 # what a real API server returns on a GET or on a dry-run apply: the object plus fields it sets itself
@@ -137,3 +137,22 @@ def test_other_kinds_show_their_data() -> None:
     text = unified(ref, live, merged)
     assert "-  LOG_LEVEL: info\n" in text and "+  LOG_LEVEL: debug\n" in text
     assert "--- live/core.ConfigMap.nornos.settings\n" in text
+
+
+def test_key_order_alone_is_no_change() -> None:
+    live = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"namespace": "nornos", "name": "s"},
+            "data": {"b": "2", "a": "1"}}
+    merged = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s", "namespace": "nornos"},
+              "data": {"a": "1", "b": "2"}}
+    assert unified(ObjRef("", "ConfigMap", "nornos", "s"), live, merged) == ""
+
+
+def test_masking_returns_copies_and_leaves_the_secrets_given_alone() -> None:
+    live, merged = secret(data={"a": "MQ=="}), secret(data={"a": "Mg==", "b": "Mw=="})
+    before = copy.deepcopy((live, merged))
+    masked_live, masked_merged = mask_secrets(live, merged)
+    assert (masked_live or {})["data"] == {"a": "*** (before)"}
+    assert (masked_merged or {})["data"] == {"a": "*** (after)", "b": "*** (after)"}
+    assert (live, merged) == before
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"}}
+    assert mask_secrets(cm, cm) == (cm, cm)

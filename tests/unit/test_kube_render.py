@@ -106,3 +106,12 @@ def test_only_a_progress_deadline_fails_a_rollout() -> None:
                    "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
                                   {"type": "Available", "status": "True", "reason": "ProgressDeadlineExceeded"}]}})
     assert (status.done, status.failed) == (True, False)
+
+
+def test_the_kubernetes_version_inside_a_k3s_release() -> None:
+    from nornos_infra.kube.versions import K3S_VERSION, KUBERNETES_MINOR, kubernetes_minor, kubernetes_version
+
+    assert kubernetes_version("v1.35.0+k3s3") == "1.35.0"
+    assert kubernetes_version("v1.33.4+k3s1") == "1.33.4"
+    assert kubernetes_minor("v1.33.4+k3s1") == "1.33"
+    assert kubernetes_version() == K3S_VERSION[1:].split("+")[0] and kubernetes_minor() == KUBERNETES_MINOR
