@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Provision an environment on Hetzner Cloud: ``python provision.py dev [--dry-run]``.
 
-A thin entry point; the work is in nornos_infra/provisioning.py.
+A thin entry point; the command line is nornos_infra/cli.py, the work nornos_infra/provisioning.py.
 """
 
 import sys
 
-from nornos_infra.provisioning import main
+from nornos_infra.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

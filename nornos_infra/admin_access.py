@@ -8,26 +8,12 @@ what-is-my-IP service answers. When it cannot be found, the check warns instead.
 from __future__ import annotations
 
 import ipaddress
-import json
 import urllib.request
 
+from nornos_infra.cloud.connection import Connection
 from nornos_infra.spec import EnvSpec
 
 LOOKUP_URL = "https://api.ipify.org"
-
-
-def localcloud_admin_address(endpoint: str) -> str | None:
-    """The admin address localcloud reports, or None when the endpoint is not localcloud."""
-    url = endpoint.removesuffix("/v1").rstrip("/") + "/_localcloud/health"
-    if not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
-        return None
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            data: object = json.loads(resp.read())
-    except (OSError, ValueError):
-        return None
-    address = data.get("admin_address") if isinstance(data, dict) else None
-    return str(address) if address else None
 
 
 def public_address() -> str | None:
@@ -39,13 +25,13 @@ def public_address() -> str | None:
         return None
 
 
-def find_address(endpoint: str, given: str | None) -> str | None:
+def find_address(conn: Connection, given: str | None) -> str | None:
     if given:
         return given
-    local = localcloud_admin_address(endpoint)
+    local = conn.localcloud_admin_address()
     if local is not None:
         return local
-    if endpoint.startswith("http://127.") or endpoint.startswith("http://localhost"):
+    if conn.endpoint.startswith("http://127.") or conn.endpoint.startswith("http://localhost"):
         return None  # a local API without an admin address: nothing to look up on the internet
     return public_address()
 

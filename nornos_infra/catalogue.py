@@ -14,14 +14,11 @@ location missing from that map (one Hetzner opened after this was written) costs
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from nornos_infra import pricing
 from nornos_infra.cloud.connection import Connection
-from nornos_infra.cloud.model import Desired, Observed
 from nornos_infra.spec import EnvSpec
 
 NETWORK_ZONES = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central",
@@ -244,60 +241,3 @@ def _check_load_balancer(spec: EnvSpec, catalogue: Catalogue, location_ok: bool)
         problems.append(f"load_balancer.type: {lb.type} allows {lbt['max_targets']} targets, the cluster has "
                         f"{targets} nodes; choose a larger type")
     return problems
-
-
-# -- cost ---------------------------------------------------------------------------------------
-def cost_items(desired: list[Desired], observed: list[Observed], side: str) -> list[pricing.CostItem]:
-    """What is billed monthly "before" (the observed state) or "after" (the desired state).
-
-    After: every server with its primary IPv4 and IPv6 (servers are created with both); a server
-    that already runs in an allowed fallback location is priced where it is, since it stays.
-    """
-    if side == "before":
-        return _observed_items(observed)
-    if side == "after":
-        return _desired_items(desired, observed)
-    raise ValueError(f"side must be 'before' or 'after', not {side!r}")
-
-
-def _observed_items(observed: Iterable[Observed]) -> list[pricing.CostItem]:
-    items: list[pricing.CostItem] = []
-    server_location = {o.name: o.settings.get("location") or "" for o in observed if o.kind == "server"}
-    for o in observed:
-        if o.kind == "server":
-            location = server_location[o.name]
-            items.append(pricing.CostItem("server", o.settings["server_type"], location))
-            public = o.raw.get("public_net") or {}
-            if o.settings.get("public_ipv4") or (public.get("ipv4") or {}).get("ip"):
-                items.append(pricing.CostItem("primary_ipv4", "", location))
-            if (public.get("ipv6") or {}).get("ip"):
-                items.append(pricing.CostItem("primary_ipv6", "", location))
-        elif o.kind == "volume":
-            location = o.settings.get("location") or server_location.get(o.settings.get("server") or "", "")
-            items.append(pricing.CostItem("volume", "", location, int(o.settings["size"])))
-        elif o.kind == "load_balancer":
-            items.append(pricing.CostItem("load_balancer", o.settings["type"], o.settings.get("location") or ""))
-    return items
-
-
-def _desired_items(desired: Iterable[Desired], observed: Iterable[Observed]) -> list[pricing.CostItem]:
-    existing = {o.name: o.settings.get("location") for o in observed if o.kind == "server"}
-    items: list[pricing.CostItem] = []
-    server_location: dict[str, str] = {}
-    for d in desired:
-        if d.kind != "server":
-            continue
-        allowed = [d.settings["location"], *d.settings.get("fallback_locations", [])]
-        here = existing.get(d.name)
-        location = here if here in allowed and here is not None else str(d.settings["location"])
-        server_location[d.name] = location
-        items += [pricing.CostItem("server", d.settings["server_type"], location),
-                  pricing.CostItem("primary_ipv4", "", location),
-                  pricing.CostItem("primary_ipv6", "", location)]
-    for d in desired:
-        if d.kind == "volume":
-            location = server_location.get(d.settings["server"], "")
-            items.append(pricing.CostItem("volume", "", location, int(d.settings["size"])))
-        elif d.kind == "load_balancer":
-            items.append(pricing.CostItem("load_balancer", d.settings["type"], d.settings["location"]))
-    return items

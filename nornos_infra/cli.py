@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import NoReturn
 
 from nornos_infra import paths
-from nornos_infra.provisioning import Options
+from nornos_infra.provisioning import Options, run
 
 EPILOG = """\
 environment:
@@ -96,3 +97,8 @@ def parse(argv: list[str]) -> Options:
                    admin_ip=args.admin_ip, allow_lockout=args.allow_lockout,
                    allow_wide_admin_cidrs=args.allow_wide_admin_cidrs, verbose=args.verbose,
                    replace_volumes=args.replace_volumes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python provision.py``: the command line in, the exit status out."""
+    return run(parse(argv if argv is not None else sys.argv[1:]))

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from nornos_infra.cloud.model import Op
 from nornos_infra.cloud.plan import Plan
-from nornos_infra.pricing import euros
+from nornos_infra.cost import euros
 
 STYLE = {Op.CREATE: "green", Op.UPDATE: "yellow", Op.RESIZE: "yellow", Op.REPLACE: "magenta", Op.DELETE: "red",
          Op.NOOP: "dim"}
@@ -37,13 +37,14 @@ def print_plan(plan: Plan, location: str, verbose: bool = False) -> None:
     summary = ", ".join(f"{counts[op.value]} to {op.value}" for op in (Op.CREATE, Op.UPDATE, Op.RESIZE, Op.REPLACE,
                                                                        Op.DELETE) if counts[op.value])
     out.print(f"[bold]Plan:[/bold] {summary or 'no changes'} ({counts[Op.NOOP.value]} unchanged).")
-    if plan.cost_before is not None and plan.cost_after is not None:
-        delta = plan.cost_after - plan.cost_before
+    if plan.cost is not None:
+        delta = plan.cost.after - plan.cost.before
         sign = "+" if delta >= 0 else "-"
-        out.print(f"[bold]Monthly cost:[/bold] {euros(plan.cost_before)} -> {euros(plan.cost_after)} "
+        out.print(f"[bold]Monthly cost:[/bold] {euros(plan.cost.before)} -> {euros(plan.cost.after)} "
                   f"({sign}{euros(abs(delta))}), net EUR excl. VAT, from GET /pricing")
-    if plan.unpriced:
-        out.print(f"  [dim]not priced (no longer in the price list): {escape(', '.join(sorted(plan.unpriced)))}[/dim]")
+        if plan.cost.unpriced:
+            out.print("  [dim]not priced (no longer in the price list): "
+                      f"{escape(', '.join(sorted(plan.cost.unpriced)))}[/dim]")
     for problem in plan.problems:
         err.print(f"[red]error:[/red] {escape(problem)}")
 
@@ -60,7 +61,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "counts": plan.counts(),
         "problems": plan.problems,
         "notes": plan.notes,
-        "cost": {"currency": "EUR", "before": money(plan.cost_before), "after": money(plan.cost_after)},
+        "cost": {"currency": "EUR", "before": money(plan.cost.before if plan.cost else None),
+                 "after": money(plan.cost.after if plan.cost else None)},
     }
 
 

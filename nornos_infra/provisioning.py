@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 from hcloud import APIException
 
-from nornos_infra import admin_access, catalogue, console, inventory, overrides, spec
+from nornos_infra import admin_access, catalogue, console, cost, inventory, overrides, spec
 from nornos_infra.cloud import desired as desired_state
 from nornos_infra.cloud.apply import Applier
 from nornos_infra.cloud.connection import Connection
@@ -20,7 +19,6 @@ from nornos_infra.cloud.model import Observed, Op
 from nornos_infra.cloud.observe import observe, observe_cluster_leftovers
 from nornos_infra.cloud.plan import Plan, make_plan
 from nornos_infra.errors import SpecError, UserError
-from nornos_infra.pricing import PriceList
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -92,7 +90,8 @@ def _run(opts: Options) -> int:
         for problem in problems:
             console.fail(f"{env_file}: {problem}")
         return EXIT_ERROR
-    local = admin_access.localcloud_admin_address(conn.endpoint) is not None
+    # localcloud: placeholder values are expected, and its machines have no internet (offline)
+    local = conn.is_localcloud
     _check_placeholders(env, opts, local)
     _check_lockout(env, conn, opts)
 
@@ -100,11 +99,8 @@ def _run(opts: Options) -> int:
     observed = observe(conn, env.name, foreign_keys)
     if opts.destroy:
         observed += observe_cluster_leftovers(conn, observed)
-    plan = make_plan(env.name, desired, observed, foreign_keys, replace_volumes=opts.replace_volumes)
-    prices = PriceList(conn.request("GET", "/pricing", "read prices")["pricing"])
-    plan.cost_before = prices.total(catalogue.cost_items(desired, observed, "before"))
-    plan.cost_after = prices.total(catalogue.cost_items(desired, observed, "after"))
-    plan.unpriced = prices.unpriced
+    monthly = cost.estimate(conn.request("GET", "/pricing", "read prices")["pricing"], desired, observed)
+    plan = make_plan(env.name, desired, observed, foreign_keys, replace_volumes=opts.replace_volumes, cost=monthly)
 
     if opts.json:
         print(json.dumps(console.plan_json(plan), indent=2))
@@ -167,7 +163,7 @@ def _check_placeholders(env: spec.EnvSpec, opts: Options, local: bool) -> None:
 
 
 def _check_lockout(env: spec.EnvSpec, conn: Connection, opts: Options) -> None:
-    address = admin_access.find_address(conn.endpoint, opts.admin_ip)
+    address = admin_access.find_address(conn, opts.admin_ip)
     if address is None:
         console.err.print("[yellow]warning:[/yellow] could not find this machine's public address; make sure "
                           f"admin_cidrs ({', '.join(map(str, env.admin_cidrs))}) include it, or pass --admin-ip")
@@ -218,10 +214,4 @@ def _write_inventory(env: spec.EnvSpec, observed: list[Observed], path: Path, op
                           "'Host keys'")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from nornos_infra.cli import parse
-
-    return run(parse(argv if argv is not None else sys.argv[1:]))
-
-
-__all__ = ["EXIT_CHANGES", "EXIT_ERROR", "EXIT_OK", "Op", "Options", "main", "run"]
+__all__ = ["EXIT_CHANGES", "EXIT_ERROR", "EXIT_OK", "Op", "Options", "run"]

@@ -114,6 +114,19 @@ def _cli_context_token() -> str | None:
     return None
 
 
+def _ask_localcloud(endpoint: str) -> str | None:
+    url = endpoint.removesuffix("/v1").rstrip("/") + "/_localcloud/health"
+    if not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
+        return None  # localcloud only serves this machine: never ask anything else
+    try:
+        reply = requests.get(url, timeout=3)
+        data: object = reply.json() if reply.ok else None
+    except (requests.RequestException, ValueError):
+        return None
+    address = data.get("admin_address") if isinstance(data, dict) else None
+    return str(address) if address else None
+
+
 @dataclass
 class Connection:
     """Credentials plus per-thread clients; ``budget`` is how long to keep retrying one call."""
@@ -125,6 +138,7 @@ class Connection:
     timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT)
     reached: bool = False  # the endpoint has answered like the API at least once
     _local: threading.local = field(default_factory=threading.local, repr=False)
+    _localcloud: list[str | None] = field(default_factory=list, repr=False)  # asked once: [answer]
 
     @classmethod
     def from_environment(cls) -> Connection:
@@ -206,6 +220,17 @@ class Connection:
         if not isinstance(result, dict):
             raise self._not_the_api(f"answered {what} with JSON that is not an object")
         return result
+
+    def localcloud_admin_address(self) -> str | None:
+        """This machine's address on localcloud's public side when the endpoint is a localcloud on
+        this machine (its side door says so), else None: the real Hetzner API, or anything else."""
+        if not self._localcloud:
+            self._localcloud.append(_ask_localcloud(self.endpoint))
+        return self._localcloud[0]
+
+    @property
+    def is_localcloud(self) -> bool:
+        return self.localcloud_admin_address() is not None
 
     def check_write_access(self) -> None:
         """Whether the token may write, without writing: a create with an empty body can never

@@ -7,11 +7,14 @@ Apply executes exactly this plan; ``problems`` are differences no change can fix
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from nornos_infra.cloud.model import KINDS, Change, Desired, Observed, Op
 from nornos_infra.cloud.resources import HANDLERS, Index, Verdict
 from nornos_infra.cloud.resources.volumes import Volumes
+
+if TYPE_CHECKING:  # the plan holds a cost; nornos_infra/cost.py reads cloud.model, not the plan
+    from nornos_infra.cost import Cost
 
 
 @dataclass
@@ -20,9 +23,7 @@ class Plan:
     changes: list[Change]
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    cost_before: Decimal | None = None
-    cost_after: Decimal | None = None
-    unpriced: set[str] = field(default_factory=set)
+    cost: Cost | None = None  # nornos_infra/cost.py: the plan's monthly cost, before and after
 
     @property
     def pending(self) -> list[Change]:
@@ -44,7 +45,8 @@ def _order(change: Change) -> tuple[int, str]:
 
 
 def make_plan(env: str, desired: list[Desired], observed: list[Observed],
-              foreign_keys: list[Observed] | None = None, replace_volumes: bool = False) -> Plan:
+              foreign_keys: list[Observed] | None = None, replace_volumes: bool = False,
+              cost: Cost | None = None) -> Plan:
     """``foreign_keys``: SSH keys not managed here; a desired key already uploaded under another
     name is used as it is (Hetzner refuses a second copy of the same key). ``replace_volumes``:
     a volume whose server moves to another location is replaced (a new empty one) instead of
@@ -81,7 +83,7 @@ def make_plan(env: str, desired: list[Desired], observed: list[Observed],
                 reason += " (protected: needs --force)"
             changes.append(Change(Op.DELETE, o.kind, o.name, [reason], observed=o))
     changes.sort(key=_order)
-    return Plan(env, changes, problems, notes)
+    return Plan(env, changes, problems, notes, cost)
 
 
 def _relocation(d: Desired, o: Observed, want: dict[tuple[str, str], Desired], replace: bool) -> Verdict | None:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from nornos_infra import catalogue, pricing
+from nornos_infra import catalogue, cost
 from nornos_infra.cloud import desired
 from nornos_infra.cloud.model import Observed
-from nornos_infra.pricing import CostItem, PriceList
+from nornos_infra.cost import CostItem, PriceList
 from tests.unit.test_spec import SHIPPED, load_shipped
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,11 +49,11 @@ def test_unknown_price_is_an_error(prices: PriceList) -> None:
 
 
 def test_euros() -> None:
-    assert pricing.euros(Decimal("1234.5")) == "€1,234.50"
+    assert cost.euros(Decimal("1234.5")) == "€1,234.50"
 
 
 def test_cost_items_after_dev(tmp_path: Path, prices: PriceList) -> None:
-    items = catalogue.cost_items(desired.build(load_shipped("dev", tmp_path), tmp_path), [], "after")
+    items = cost.cost_items(desired.build(load_shipped("dev", tmp_path), tmp_path), [], "after")
     kinds = Counter(i.kind for i in items)
     assert kinds == {"server": 6, "primary_ipv4": 6, "primary_ipv6": 6, "volume": 1, "load_balancer": 1}
     assert CostItem("volume", "", "fsn1", 50) in items
@@ -75,7 +75,7 @@ def test_cost_items_before_from_observed(prices: PriceList) -> None:
         Observed("load_balancer", 3, "nornos-dev", {}, {"type": "lb21", "location": "fsn1"}, False),
         Observed("network", 4, "nornos-dev", {}, {"ip_range": "10.0.0.0/16"}, False),
     ]
-    items = catalogue.cost_items([], observed, "before")
+    items = cost.cost_items([], observed, "before")
     assert items == [
         CostItem("server", "cx33", "nbg1"), CostItem("primary_ipv4", "", "nbg1"), CostItem("primary_ipv6", "", "nbg1"),
         CostItem("server", "cx33", "fsn1"), CostItem("primary_ipv4", "", "fsn1"),
@@ -87,7 +87,7 @@ def test_cost_items_before_from_observed(prices: PriceList) -> None:
 def test_cost_items_after_keeps_servers_in_their_fallback_location(tmp_path: Path) -> None:
     want = desired.build(load_shipped("dev", tmp_path), tmp_path)
     observed = [_server("nornos-dev-workers-1", "cx23", "nbg1"), _server("nornos-dev-redis-1", "cx23", "hel1")]
-    items = catalogue.cost_items(want, observed, "after")
+    items = cost.cost_items(want, observed, "after")
     assert CostItem("server", "cx33", "nbg1") in items, "stays in the fallback location; the new type counts"
     assert CostItem("server", "cx23", "fsn1") in items  # hel1 is not allowed: it is replaced in fsn1
     assert not [i for i in items if i.location == "hel1"]
@@ -95,13 +95,13 @@ def test_cost_items_after_keeps_servers_in_their_fallback_location(tmp_path: Pat
 
 def test_cost_items_side_must_be_known() -> None:
     with pytest.raises(ValueError, match="side must be"):
-        catalogue.cost_items([], [], "during")
+        cost.cost_items([], [], "during")
 
 
 # -- docs/COSTS.md ---------------------------------------------------------------------------------
 def _breakdown(env: str, tmp_path: Path, prices: PriceList) -> dict[str, Any]:
     spec = load_shipped(env, tmp_path)
-    items = catalogue.cost_items(desired.build(spec, tmp_path), [], "after")
+    items = cost.cost_items(desired.build(spec, tmp_path), [], "after")
     assert {i.location for i in items} == {"fsn1"}
 
     def part(*kinds: str) -> str:
@@ -173,7 +173,7 @@ def test_costs_doc_states_price_basis() -> None:
 
 
 def test_an_item_without_a_price_counts_zero_and_is_named() -> None:
-    from nornos_infra.pricing import CostItem, PriceList
+    from nornos_infra.cost import CostItem, PriceList
 
     prices = PriceList({"currency": "EUR", "volume": {"price_per_gb_month": {"net": "0.05"}},
                         "server_types": [{"name": "cx23", "prices": [
