@@ -12,12 +12,12 @@ from typing import Any
 
 from localcloud import errors
 from localcloud.actions import ActionEngine
-from localcloud.catalog import Catalog
 from localcloud.config import Settings
 from localcloud.faults import Faults, parse
 from localcloud.machines import Machines, NoMachines
+from localcloud.products import Products
 from localcloud.ratelimit import RateLimiter
-from localcloud.router import Reply
+from localcloud.reply import Reply
 from localcloud.store import Doc, Store
 
 REQUEST_LOG_SIZE = 200_000
@@ -38,7 +38,7 @@ class Cloud:
             path = settings.state_dir / "localcloud.sqlite3"
         self.store = Store(path)
         self.engine = ActionEngine(self.store, settings.profile, settings.time_scale)
-        self.catalog = Catalog.load()
+        self.products = Products.load()
         self.limits = dict(settings.limits)
         self.ratelimit = RateLimiter(settings.rate_limit)
         self.rng = random.Random(settings.seed)

@@ -7,10 +7,11 @@ win over parameters, so ``/servers/actions`` is never read as a server id.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from localcloud import errors
+from localcloud.reply import Reply as Reply  # (handlers import it from here)
 
 if TYPE_CHECKING:
     from localcloud.cloud import Cloud
@@ -38,13 +39,6 @@ class Request:
         if not (raw.isascii() and raw.isdigit()):
             raise errors.not_found()
         return int(raw)
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 Handler = Callable[[Request], Reply]

@@ -11,6 +11,9 @@ scripts/bootstrap.sh
 if [ "$(id -u)" = 0 ]; then scripts/hosts-deps.sh; fi
 echo "== ruff"; .venv/bin/ruff check localcloud nornos_infra deploys tests benchmarks tasks.py provision.py
 echo "== mypy"; .venv/bin/mypy localcloud nornos_infra
+# the layer rules of pyproject.toml [tool.importlinter] (imports inside functions count): an arrow
+# pointing the wrong way fails the run
+echo "== import contracts"; .venv/bin/lint-imports --no-cache --no-logo
 if [ -n "${NORNOS_COVERAGE:-}" ]; then
     # every Python process the tests start loads tests/support/sitecustomize.py, which starts
     # coverage when COVERAGE_PROCESS_START is set

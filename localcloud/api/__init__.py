@@ -2,13 +2,13 @@
 
 from localcloud.api import (  # noqa: F401
     actions,
-    catalog,
     firewalls,
     images,
     load_balancers,
     networks,
     placement_groups,
     primary_ips,
+    products,
     servers,
     ssh_keys,
     volumes,

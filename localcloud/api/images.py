@@ -13,10 +13,10 @@ from typing import Any
 from localcloud import errors
 from localcloud.actions import on_complete, on_failure
 from localcloud.api.common import change_protection, public, register_action_routes
-from localcloud.catalog import SYSTEM_IMAGES
 from localcloud.cloud import Cloud, now_iso
 from localcloud.events import subscribe
 from localcloud.listing import filter_common, page, sort_items
+from localcloud.products import SYSTEM_IMAGES
 from localcloud.router import Reply, Request, route
 from localcloud.store import Doc, Store
 from localcloud.validate import Body

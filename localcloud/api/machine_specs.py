@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from localcloud.api import images
+import localcloud.api.images as images
 from localcloud.cloud import Cloud
 from localcloud.machines import ImageRef, Job, PrivateNic, ServerSpec
 from localcloud.store import Doc

@@ -24,9 +24,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+import localcloud.api.ipam as ipam
 from localcloud import errors, events
 from localcloud.actions import on_complete, on_failure
-from localcloud.api import ipam
 from localcloud.api.common import change_protection, public, register_action_routes
 from localcloud.cloud import Cloud, now_iso
 from localcloud.listing import filter_common, page, sort_items

@@ -138,13 +138,13 @@ def _link(cloud: Cloud, doc: Doc, server: Doc | None) -> None:
 # -- rendering ----------------------------------------------------------------------------
 def render(cloud: Cloud, doc: Doc) -> Doc:
     out = public(doc)
-    out["location"] = dict(cloud.catalog.location(doc["_location"]) or {})
+    out["location"] = dict(cloud.products.location(doc["_location"]) or {})
     out["dns_ptr"] = [dict(e) for e in doc["dns_ptr"]]
     return out
 
 
 def _server_location(cloud: Cloud, server: Doc) -> str:
-    dc = cloud.catalog.datacenter(server["_datacenter"])
+    dc = cloud.products.datacenter(server["_datacenter"])
     return str(dc["location"]["name"]) if dc else ""
 
 
@@ -188,7 +188,7 @@ def create_primary_ip(req: Request) -> Reply:
     body.check()
     location = None
     if location_ref is not None:
-        loc = cloud.catalog.location(location_ref)
+        loc = cloud.products.location(location_ref)
         if loc is None:
             raise errors.invalid_field("location", f"location {location_ref} not found")
         location = str(loc["name"])

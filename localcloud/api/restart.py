@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from localcloud.api import firewalls, load_balancers
+import localcloud.api.firewalls as firewalls
+import localcloud.api.load_balancers as load_balancers
 from localcloud.api.machine_specs import server_spec
 from localcloud.cloud import Cloud
 

@@ -44,7 +44,7 @@ def max_size(cloud: Cloud) -> int:
 
 def server_location(cloud: Cloud, server: Doc) -> str | None:
     """The location name of a server, from its datacenter (stored id, or the rendered object)."""
-    dc = cloud.catalog.datacenter(server.get("_datacenter"))
+    dc = cloud.products.datacenter(server.get("_datacenter"))
     if dc is None and isinstance(server.get("datacenter"), dict):
         dc = server["datacenter"]
     if dc is None:
@@ -54,7 +54,7 @@ def server_location(cloud: Cloud, server: Doc) -> str | None:
 
 
 def location_of(cloud: Cloud, volume: Doc) -> Doc:
-    loc = cloud.catalog.location(volume["_location"])
+    loc = cloud.products.location(volume["_location"])
     if loc is None:  # the catalogue never drops a location; keep render total anyway
         raise errors.ApiError("server_error", f"unknown location {volume['_location']}")
     return loc
@@ -195,7 +195,7 @@ def create_volume(req: Request) -> Reply:
         if location_name is None:
             raise errors.invalid_field("server", f"server {server_id} has no location")
     else:
-        loc = cloud.catalog.location(location_ref)
+        loc = cloud.products.location(location_ref)
         if loc is None:
             raise errors.invalid_field("location", f"location {location_ref} not found")
         location_name = loc["name"]

@@ -1,5 +1,6 @@
-"""The Hetzner catalogue localcloud serves: locations, datacenters, server and load
-balancer types, system images and prices.
+"""The products localcloud's Hetzner sells: locations, datacenters, server and load
+balancer types, system images and prices (Hetzner's catalogue, as served by the API; not
+to be confused with ``nornos_infra/catalogue.py``, which checks a spec against the live one).
 
 Data: ``data/catalog.json``, the project's checked copy of Hetzner's catalogue (sources for
 every figure in ``data/catalog-sources.md``).
@@ -37,7 +38,7 @@ SYSTEM_IMAGES: list[Doc] = [
 
 
 @dataclass
-class Catalog:
+class Products:
     locations: list[Doc]
     datacenters: list[Doc]
     server_types: list[Doc]
@@ -45,7 +46,7 @@ class Catalog:
     pricing_extra: Doc
 
     @classmethod
-    def load(cls) -> Catalog:
+    def load(cls) -> Products:
         raw = json.loads(resources.files("localcloud").joinpath("data/catalog.json").read_text())
         server_types = list(raw["server_types"]) + list(raw.get("_retired_server_types", []))
         for st in server_types:
