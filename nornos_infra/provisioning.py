@@ -15,7 +15,7 @@ from nornos_infra import admin_access, catalogue, console, cost, inventory, over
 from nornos_infra.cloud import desired as desired_state
 from nornos_infra.cloud.apply import Applier
 from nornos_infra.cloud.connection import Connection
-from nornos_infra.cloud.model import Observed, Op
+from nornos_infra.cloud.model import Desired, Observed, Op
 from nornos_infra.cloud.observe import observe, observe_cluster_leftovers
 from nornos_infra.cloud.plan import Plan, make_plan
 from nornos_infra.errors import SpecError, UserError
@@ -68,10 +68,44 @@ def run(opts: Options) -> int:
         return EXIT_ERROR
 
 
+@dataclass
+class Target:
+    """What the checks established: the env, where its file is, the API, and what it should be."""
+
+    env: spec.EnvSpec
+    env_file: Path
+    conn: Connection
+    desired: list[Desired]
+    local: bool  # localcloud: placeholder values are expected, and its machines have no internet
+
+
 def _run(opts: Options) -> int:
-    # Everything that needs no write is checked before the first one, cheapest first: the
-    # name, the env file, the admin networks, token and endpoint (their form), the SSH keys
-    # (parsed here), the live catalogue, and, before applying, the token's write permission.
+    target = _checked_target(opts)
+    if target is None:
+        return EXIT_ERROR
+    observed, plan = _plan(target, opts)
+    if opts.json:
+        print(json.dumps(console.plan_json(plan), indent=2))
+    else:
+        console.print_plan(plan, target.env.location, opts.verbose)
+    if plan.problems:
+        return EXIT_ERROR
+    pending = plan.pending
+    if opts.dry_run or opts.check:
+        if opts.check and pending:
+            console.err.print(f"drift: {len(pending)} resource(s) differ from {target.env_file}")
+        return EXIT_CHANGES if pending and (opts.detailed_exitcode or opts.check) else EXIT_OK
+    if not pending:
+        if not opts.destroy:
+            _write_inventory(target, observed, opts)
+        return EXIT_OK
+    return _apply(target, plan, opts)
+
+
+def _checked_target(opts: Options) -> Target | None:
+    """Everything that needs no write is checked before the first one, cheapest first: the
+    name, the env file, the admin networks, token and endpoint (their form), the SSH keys
+    (parsed here), the live catalogue; before applying, the token's write permission."""
     spec.check_name(opts.env)
     env_file = opts.env_dir / f"{opts.env}.yaml"
     extra = overrides.from_environment()
@@ -89,36 +123,27 @@ def _run(opts: Options) -> int:
     if problems:
         for problem in problems:
             console.fail(f"{env_file}: {problem}")
-        return EXIT_ERROR
-    # localcloud: placeholder values are expected, and its machines have no internet (offline)
-    local = conn.is_localcloud
-    _check_placeholders(env, opts, local)
+        return None
+    target = Target(env, env_file, conn, desired, conn.is_localcloud)
+    _check_placeholders(env, opts, target.local)
     _check_lockout(env, conn, opts)
+    return target
 
+
+def _plan(target: Target, opts: Options) -> tuple[list[Observed], Plan]:
+    """The cloud as it is (by label), and the plan from it to the env file, with its cost."""
     foreign_keys: list[Observed] = []
-    observed = observe(conn, env.name, foreign_keys)
+    observed = observe(target.conn, target.env.name, foreign_keys)
     if opts.destroy:
-        observed += observe_cluster_leftovers(conn, observed)
-    monthly = cost.estimate(conn.request("GET", "/pricing", "read prices")["pricing"], desired, observed)
-    plan = make_plan(env.name, desired, observed, foreign_keys, replace_volumes=opts.replace_volumes, cost=monthly)
+        observed += observe_cluster_leftovers(target.conn, observed)
+    prices = target.conn.request("GET", "/pricing", "read prices")["pricing"]
+    monthly = cost.estimate(prices, target.desired, observed)
+    return observed, make_plan(target.env.name, target.desired, observed, foreign_keys,
+                               replace_volumes=opts.replace_volumes, cost=monthly)
 
-    if opts.json:
-        print(json.dumps(console.plan_json(plan), indent=2))
-    else:
-        console.print_plan(plan, env.location, opts.verbose)
-    if plan.problems:
-        return EXIT_ERROR
-    pending = plan.pending
-    if opts.dry_run or opts.check:
-        if opts.check and pending:
-            console.err.print(f"drift: {len(pending)} resource(s) differ from {env_file}")
-        return EXIT_CHANGES if pending and (opts.detailed_exitcode or opts.check) else EXIT_OK
 
-    inventory_path = opts.inventory_dir / f"{env.name}.py"
-    if not pending:
-        if not opts.destroy:
-            _write_inventory(env, observed, inventory_path, opts, local, env_file.parent)
-        return EXIT_OK
+def _apply(target: Target, plan: Plan, opts: Options) -> int:
+    conn, pending = target.conn, plan.pending
     conn.check_write_access()  # a read-only token: refused here, before the first write
     _confirm(plan, opts)
     applier = Applier(conn, plan, force=opts.force, concurrency=opts.concurrency,
@@ -133,13 +158,13 @@ def _run(opts: Options) -> int:
                      "run again to converge")
         return EXIT_ERROR
     if opts.destroy:
+        inventory_path = opts.inventory_dir / f"{target.env.name}.py"
         inventory_path.unlink(missing_ok=True)
         inventory_path.with_suffix(".known_hosts").unlink(missing_ok=True)
-        console.err.print(f"destroyed {len(outcome.done)} resource(s) of {env.name}")
+        console.err.print(f"destroyed {len(outcome.done)} resource(s) of {target.env.name}")
         return EXIT_OK
-    after = observe(conn, env.name)
-    _write_inventory(env, after, inventory_path, opts, local, env_file.parent)
-    console.err.print(f"applied {len(outcome.done)} change(s) to {env.name}")
+    _write_inventory(target, observe(conn, target.env.name), opts)
+    console.err.print(f"applied {len(outcome.done)} change(s) to {target.env.name}")
     return EXIT_OK
 
 
@@ -196,12 +221,14 @@ def _confirm(plan: Plan, opts: Options) -> None:
         raise UserError("not confirmed; nothing was changed")
 
 
-def _write_inventory(env: spec.EnvSpec, observed: list[Observed], path: Path, opts: Options, offline: bool,
-                     base: Path) -> None:
+def _write_inventory(target: Target, observed: list[Observed], opts: Options) -> None:
     """The inventory and the known_hosts file it names (both machine-local, never committed)."""
+    path = opts.inventory_dir / f"{target.env.name}.py"
+    offline = target.local  # localcloud's machines have no internet
     hosts_file = path.with_suffix(".known_hosts").resolve()
     hosts_text, unpinned = inventory.known_hosts(observed)
-    built = inventory.build(env, observed, offline, inventory.Access(hosts_file, offline, base.resolve()))
+    access = inventory.Access(hosts_file, offline, target.env_file.parent.resolve())
+    built = inventory.build(target.env, observed, offline, access)
     text = inventory.render(built)
     inventory.write(hosts_file, hosts_text)
     changed = inventory.write(path, text)

@@ -43,14 +43,20 @@ def build(spec: EnvSpec, observed: list[Observed], offline: bool = False, access
     as they are).
     """
     access = access or Access(Path("inventories") / f"{spec.name}.known_hosts", offline)
+    hosts = _hosts(spec, observed)
+    shared = _shared(spec, observed, hosts, access, offline)
+    for data in [shared, *(data for members in hosts.values() for _, data in members)]:
+        _refuse_secrets(data)
+    return Inventory(shared, hosts)
+
+
+def _hosts(spec: EnvSpec, observed: list[Observed]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Each group's hosts, in natural name order, with their own data."""
     net_name = network_name(spec)
-    network = _one(observed, "network", net_name)
-    lb = _one(observed, "load_balancer", load_balancer_name(spec))
     devices = {o.settings.get("server_id"): o.settings.get("linux_device")
                for o in observed if o.kind == "volume" and o.settings.get("server_id") is not None}
     servers = sorted((o for o in observed if o.kind == "server" and o.labels.get(ROLE_LABEL) in GROUP_OF_ROLE),
                      key=lambda o: _natural(o.name))
-
     hosts: dict[str, list[tuple[str, dict[str, Any]]]] = {group: [] for group in GROUPS}
     for server in servers:
         role = server.labels[ROLE_LABEL]
@@ -72,6 +78,15 @@ def build(spec: EnvSpec, observed: list[Observed], offline: bool = False, access
         if pool is not None and pool.taints:
             data["k3s_taints"] = list(pool.taints)
         hosts[GROUP_OF_ROLE[role]].append((server.name, data))
+    return hosts
+
+
+def _shared(spec: EnvSpec, observed: list[Observed], hosts: dict[str, list[tuple[str, dict[str, Any]]]],
+            access: Access, offline: bool) -> dict[str, Any]:
+    """What every host shares: the network, the load balancer, who may log in and how, settings."""
+    net_name = network_name(spec)
+    network = _one(observed, "network", net_name)
+    lb = _one(observed, "load_balancer", load_balancer_name(spec))
 
     def private_ips(*roles: str) -> list[str]:
         ips = [h[1]["private_ip"] for role in roles for h in hosts[GROUP_OF_ROLE[role]] if h[1]["private_ip"]]
@@ -82,7 +97,7 @@ def build(spec: EnvSpec, observed: list[Observed], offline: bool = False, access
 
     private_key = next((k.private_key_file for k in spec.ssh_keys if k.private_key_file), None)
     subnets = [s["ip_range"] for s in (network.settings.get("subnets", []) if network else [])]
-    common: dict[str, Any] = {
+    return {
         "env": spec.name,
         "network_cidr": network.settings.get("ip_range") if network else str(spec.network.ip_range),
         "subnet_cidr": str(spec.network.subnet) if str(spec.network.subnet) in subnets or not subnets
@@ -108,12 +123,6 @@ def build(spec: EnvSpec, observed: list[Observed], offline: bool = False, access
         "backup_s3_bucket": spec.backups.s3_bucket,
         "k3s_binary_path": path(spec.k3s.binary_path),
     }
-    _refuse_secrets(common)
-    for members in hosts.values():
-        for _, data in members:
-            _refuse_secrets(data)
-
-    return Inventory(common, hosts)
 
 
 def known_hosts(observed: list[Observed]) -> tuple[str, list[str]]:
