@@ -45,11 +45,16 @@ def postgresql() -> None:
     private_ip = host.data.get("private_ip")
     if not device or not private_ip:
         raise OperationError(f"{host.name}: the inventory has no volume_device/private_ip; run provision.py")
-    values = context.current().secrets
-
     apt_update(name="Update apt lists", cache_time=6 * 3600)
     apt_packages(name="Install PostgreSQL", packages=[f"postgresql-{PG_VERSION}", "postgresql-client"])
+    _data_volume(str(device))
+    _cluster_on_the_volume()
+    _settings_and_service(str(private_ip))
+    _roles_and_databases()
 
+
+def _data_volume(device: str) -> None:
+    """The volume formatted once (never over data), in fstab, mounted, with the data directory."""
     filesystem = host.get_fact(FilesystemType, device=device)
     if filesystem is None:
         raise OperationError(f"{host.name}: volume {device} is not attached; run provision.py")
@@ -67,6 +72,8 @@ def postgresql() -> None:
                  _if=lambda: not _mounted())
     files.directory(name="Data directory", path=DATA_DIR, user="postgres", group="postgres", mode="700")
 
+
+def _cluster_on_the_volume() -> None:
     clusters = host.get_fact(Command, command="pg_lsclusters -h 2>/dev/null || true") or ""
     if f" {DATA_DIR} " not in f" {clusters} ":
         server.shell(name="Move the cluster onto the volume", commands=[
@@ -79,6 +86,10 @@ def postgresql() -> None:
             f"pg_createcluster {PG_VERSION} main -d {DATA_DIR} -- --auth-local=peer --auth-host=scram-sha-256",
         ])
 
+
+def _settings_and_service(private_ip: str) -> None:
+    """Sized settings, pg_hba for the k3s nodes, the unit's volume guard; running, and restarted or
+    reloaded when what it reads changed."""
     memory = sizing.effective_mb(host.get_fact(MemoryMb), host.data.get("memory_mb"))
     conf = files.template(name="PostgreSQL settings", src=str(TEMPLATES / "postgresql.conf.j2"),
                           dest=f"{CONF_DIR}/conf.d/50-nornos.conf", create_remote_dir=True,
@@ -103,6 +114,10 @@ def postgresql() -> None:
     systemd.service(name="PostgreSQL: reload pg_hba", service=SERVICE, reloaded=True,
                     _if=lambda: hba.did_change() and not conf.did_change())
 
+
+def _roles_and_databases() -> None:
+    """One role and one database per app, the password stored as a SCRAM verifier made here."""
+    values = context.current().secrets
     # read before this run's operations execute: None when the server is stopped now (after a
     # reboot without its volume, say); the operation above starts it, and the statements
     # below then check on the host instead (they show as changes in that run only)
