@@ -102,7 +102,9 @@ def test_cli_reads_secrets_from_stdin_and_prints_json(
     # what `sops -d` prints: a YAML mapping; keys with no value are left out, numbers become text
     monkeypatch.setattr("sys.stdin", io.StringIO(yaml.safe_dump({**VALUES, "unused": None, "redis_password": 1234})))
     assert main(["dev", "--secrets", "-", "--json", *HOSTS]) == 0
-    report = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert out.startswith('{\n  "env": "dev",\n  "dry_run": false,\n')  # indented for people too
+    report = json.loads(out)
     assert report["env"] == "dev" and report["ok"] is True and report["changed"] is True
     assert report["dry_run"] is False and report["errors"] == []
     assert {"object": "Namespace nornos", "action": "created"} in report["actions"]

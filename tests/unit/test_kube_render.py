@@ -115,3 +115,18 @@ def test_the_kubernetes_version_inside_a_k3s_release() -> None:
     assert kubernetes_version("v1.33.4+k3s1") == "1.33.4"
     assert kubernetes_minor("v1.33.4+k3s1") == "1.33"
     assert kubernetes_version() == K3S_VERSION[1:].split("+")[0] and kubernetes_minor() == KUBERNETES_MINOR
+
+
+def test_a_progress_deadline_is_a_failure_not_done_with_the_controllers_message() -> None:
+    from nornos_infra.kube.rollout import RolloutStatus
+
+    def dep(condition: dict[str, str]) -> dict[str, object]:
+        return {"metadata": {"name": "d", "generation": 3}, "spec": {"replicas": 2},
+                "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 1, "conditions": [condition]}}
+
+    deadline = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    assert deployment_status(dep({**deadline, "message": 'ReplicaSet "d-5f" has timed out progressing.'})) == \
+        RolloutStatus(False, True, 'deployment d exceeded its progress deadline: ReplicaSet "d-5f" has timed out '
+                                   "progressing.")
+    without = deployment_status(dep(deadline))
+    assert without == RolloutStatus(False, True, "deployment d exceeded its progress deadline: ")
