@@ -127,6 +127,23 @@ def test_create_with_services_lifecycle(client: Client, recorder: SpecRecorder) 
     assert client.load_balancers.get_all() == []
 
 
+def test_an_http_check_without_a_domain_is_created_as_hcloud_python_sends_it(client: Client,
+                                                                             recorder: SpecRecorder) -> None:
+    """hcloud-python leaves domain out unless it is set (so does the hcloud CLI); the real API takes
+    that (tests/spec.py REAL_API_ACCEPTS): no domain means no Host header. A path is still required."""
+    service = http_service()
+    assert service.health_check is not None and service.health_check.http is not None
+    service.health_check.http.domain = None
+    lb = _lb(client, services=[service])
+    assert lb.services[0].health_check.http.domain is None
+    assert lb.services[0].health_check.http.path == "/healthz"
+    service.health_check.http.path = None
+    with recorder.invalid_requests():
+        refused = _error(_lb, client, name="no-path", services=[service])
+    assert (refused.code, refused.details["fields"][0]["name"]) == (
+        "invalid_input", "services[0].health_check.http.path")
+
+
 def test_public_ips_share_the_servers_pools(client: Client, recorder: SpecRecorder) -> None:
     """From the servers' pools, top down (not 203.0.113.0/24: a real mirror may live there)."""
     a = _lb(client, "a")
