@@ -153,3 +153,20 @@ def test_a_cluster_scoped_object_is_deleted_without_a_namespace(kube: FakeKube, 
     cluster.delete({**sc, "metadata": {"name": "fast", "namespace": "nornos"}})
     assert deletes(kube) == [("/apis/storage.k8s.io/v1/storageclasses/fast", "Foreground", None)]
     assert ("storage.k8s.io", "storageclasses", "", "fast") not in kube.state.objects
+
+
+def test_apply_environment_applies_by_default_and_renders_the_manifests_given(
+        kube: FakeKube, manifests: Path) -> None:
+    from nornos_infra.kube.apply import Timing
+    from nornos_infra.kube.environment import apply_environment
+
+    timing = Timing(rollout_timeout=5, crd_timeout=5, poll=0.02)
+    report = apply_environment("dev", None, VALUES, ENDPOINTS, api_client=kube.api_client(), timing=timing,
+                               manifests=manifests)
+    assert report.ok and not report.dry_run, report.lines()
+    assert ("", "namespaces", "", "nornos") in kube.state.objects  # applied, not a dry run
+    kustomization = manifests / "overlays" / "dev" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace("patches:\n", "patches:" + EXTRA_SECRET_PATCH, 1))
+    with pytest.raises(UserError, match="not generated: nornos/partner-api"):
+        apply_environment("dev", None, VALUES, ENDPOINTS, api_client=kube.api_client(), timing=timing,
+                          manifests=manifests)
