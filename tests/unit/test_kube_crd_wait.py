@@ -137,3 +137,14 @@ def test_a_dry_run_never_waits_for_a_crd(kube: FakeKube) -> None:
     assert actions == {"Namespace nornos": "created", "CustomResourceDefinition.apiextensions.k8s.io "
                        "widgets.example.org": "created", "Widget.example.org nornos/w": "pending"}
     assert [r.name for r in report.pruned] == ["old"] and "old" in {k[3] for k in kube.state.objects}
+
+
+def test_a_kind_whose_crd_a_chart_installed_waits_until_established_then_says_why_not(kube: FakeKube) -> None:
+    kube.add_kind("example.org", "v1", "widgets", "Widget", True)  # served: its CRD exists...
+    kube.seed(WIDGETS, "apiextensions.k8s.io", "customresourcedefinitions")
+    kube.state.crd_established_after = NEVER  # ...but is never Established
+    report, clock = run(kube, NS, WIDGET)
+    assert report.errors == ["Widget.example.org nornos/w: not applied: CRD widgets.example.org is not Established "
+                             "yet after 2 s"]
+    assert clock.sleeps == [0.5] * 4  # looked at 0, 0.5, 1, 1.5 and 2 s
+    assert "w" not in patched(kube)
