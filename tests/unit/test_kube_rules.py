@@ -94,6 +94,13 @@ VIOLATIONS: list[tuple[str, Change, str]] = [
     ("port, no tag", lambda o: container(o).__setitem__("image", "registry:5000/nornos/doctor-app"),
      f"{CONTAINER}: image 'registry:5000/nornos/doctor-app' needs a fixed tag from the overlay "
      "(not latest or the base placeholder)"),
+    ("port and latest", lambda o: container(o).__setitem__("image", "registry:5000/nornos/doctor-app:latest"),
+     f"{CONTAINER}: image 'registry:5000/nornos/doctor-app:latest' needs a fixed tag from the overlay "
+     "(not latest or the base placeholder)"),
+    ("short name, latest", lambda o: container(o).__setitem__("image", "nginx:latest"),
+     f"{CONTAINER}: image 'nginx:latest' needs a fixed tag from the overlay (not latest or the base placeholder)"),
+    ("no image", lambda o: container(o).pop("image"),
+     f"{CONTAINER}: image '' needs a fixed tag from the overlay (not latest or the base placeholder)"),
     ("account not rendered", lambda o: o.remove(find(o, "ServiceAccount", "doctor-app")),
      f"{DEP}: ServiceAccount doctor-app is not rendered"),
     ("account token", lambda o: find(o, "ServiceAccount", "doctor-app").__setitem__(
@@ -143,6 +150,7 @@ ALLOWED: list[tuple[str, Change]] = [
                                                                            "localhostProfile": "p.json"})),
     ("digest", lambda o: container(o).__setitem__("image", "ghcr.io/nornos/doctor-app@sha256:" + "a" * 64)),
     ("port and tag", lambda o: container(o).__setitem__("image", "registry:5000/nornos/doctor-app:1.2.3")),
+    ("short name and tag", lambda o: container(o).__setitem__("image", "nginx:1.27")),
     ("privileged false", lambda o: csc(o).__setitem__("privileged", False)),
     ("empty add", lambda o: csc(o)["capabilities"].__setitem__("add", [])),
     ("hostNetwork false", lambda o: pod(o).__setitem__("hostNetwork", False)),
