@@ -137,6 +137,8 @@ def test_a_dry_run_never_waits_for_a_crd(kube: FakeKube) -> None:
     assert actions == {"Namespace nornos": "created", "CustomResourceDefinition.apiextensions.k8s.io "
                        "widgets.example.org": "created", "Widget.example.org nornos/w": "pending"}
     assert [r.name for r in report.pruned] == ["old"] and "old" in {k[3] for k in kube.state.objects}
+    assert report.notes == ["Widget.example.org nornos/w: its kind is not served yet (CRD from a chart still to "
+                            "install); it will be created once the CRD is Established"]
 
 
 def test_a_kind_whose_crd_a_chart_installed_waits_until_established_then_says_why_not(kube: FakeKube) -> None:
