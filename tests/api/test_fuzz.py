@@ -248,15 +248,6 @@ def _hetzner_error(resp: requests.Response) -> bool:
     return isinstance(error.get("code"), str) and bool(error["code"]) and isinstance(error.get("message"), str)
 
 
-@pytest.fixture(scope="module")
-def spec_document() -> Spec:
-    from tests.spec import SPEC_PATH
-
-    if not SPEC_PATH.exists():
-        pytest.fail(f"the OpenAPI spec is needed to know which bodies must be refused: {SPEC_PATH} (HCLOUD_OPENAPI)")
-    return Spec.load()
-
-
 def test_wrong_json_types_in_every_body_answer_4xx(fuzz_cloud: LocalCloud, spec_document: Spec) -> None:
     api = Api(fuzz_cloud)
     rng = random.Random(SEED)

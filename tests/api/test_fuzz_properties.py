@@ -82,13 +82,6 @@ class Tally:
 
 
 @pytest.fixture
-def spec_document(spec: Spec | None) -> Spec:
-    if spec is None:
-        pytest.fail("the OpenAPI spec is needed to know which bodies must be refused (HCLOUD_OPENAPI)")
-    return spec
-
-
-@pytest.fixture
 def fuzz_api(localcloud: LocalCloud, recorder: SpecRecorder) -> Iterator[Api]:
     """The session's localcloud, fresh, with actions that finish at once and no rate limit;
     every exchange goes through the recorder. Reset again afterwards."""

@@ -10,17 +10,13 @@ import pytest
 import localcloud.api  # noqa: F401  (registers the routes)
 from localcloud import errors, router
 from localcloud.closed import CLOSED, check_known_fields
-from tests import conftest
 from tests.body_strategies import merged
 from tests.spec import Spec
 
 
 @pytest.fixture(scope="module")
-def spec() -> Spec:
-    loaded = conftest.spec_or_fail()
-    if loaded is None:
-        pytest.skip("Hetzner's OpenAPI document is absent (not CI)")
-    return loaded
+def spec(spec_document: Spec) -> Spec:
+    return spec_document
 
 
 def closed_objects(schema: dict[str, Any]) -> dict[str, tuple[str, ...]]:
