@@ -6,9 +6,7 @@ from __future__ import annotations
 
 # a server's role (label nornos.io/role) -> its pyinfra inventory group
 GROUP_OF_ROLE = {"k3s_server": "k3s_servers", "k3s_agent": "k3s_agents", "postgres": "postgres", "redis": "redis"}
-ROLES = tuple(GROUP_OF_ROLE)
 GROUPS = tuple(GROUP_OF_ROLE.values())
-K3S_GROUPS = ("k3s_servers", "k3s_agents")
 
 # the apps that each own a PostgreSQL database, role and password (Kubernetes names)
 DB_APPS = ("patient-app", "doctor-app", "agent-service", "shared-data-server", "auth-service")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from nornos_infra.errors import UserError
-from nornos_infra.vocabulary import GROUP_OF_ROLE, GROUPS
+from nornos_infra.vocabulary import GROUPS
 
 SSH_USER = "root"  # Hetzner's images log in as root with the API's SSH keys
 
@@ -151,9 +151,6 @@ class Inventory:
         if not hosts:
             raise UserError(f"{self.source or 'the inventory'} has no {group} host")
         return hosts[0]
-
-    def role_group(self, role: str) -> list[Host]:
-        return self.hosts(GROUP_OF_ROLE[role])
 
 
 def load(path: Path) -> Inventory:

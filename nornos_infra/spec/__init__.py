@@ -19,7 +19,6 @@ from nornos_infra.spec.model import (
     NAME_RE,
     NON_EU_LOCATIONS,
     PUBLIC_KEY_RE,
-    ROLES,
     TAINT_RE,
     WIDE_ADMIN_FLAG,
     BackupsSpec,
@@ -36,6 +35,6 @@ from nornos_infra.spec.rules import admin_span, check_name, check_rules, placeho
 
 __all__ = ["BUCKET_RE", "DEFAULT_PUBLIC_KEY_FILE", "DOCUMENTATION_NETWORKS", "ENV_VAR_RE", "EU_LOCATIONS",
            "MAX_ADMIN_IPV4", "MAX_ADMIN_IPV6", "MAX_SERVERS_PER_NETWORK", "NAME_RE", "NON_EU_LOCATIONS",
-           "PUBLIC_KEY_RE", "ROLES", "TAINT_RE", "WIDE_ADMIN_FLAG", "BackupsSpec", "EnvSpec", "K3sSpec",
+           "PUBLIC_KEY_RE", "TAINT_RE", "WIDE_ADMIN_FLAG", "BackupsSpec", "EnvSpec", "K3sSpec",
            "LoadBalancerSpec", "NetworkSpec", "PoolSpec", "SSHKeySpec", "SopsSpec", "admin_span", "check_name",
            "check_rules", "load", "merge", "placeholder_cidrs", "read_yaml", "resolve_path", "wide_admin_problems"]

@@ -69,9 +69,6 @@ ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
-ROLES = ("k3s_server", "k3s_agent", "postgres", "redis")
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -170,7 +167,7 @@ class NetworkSpec(_Model):
 
 
 class PoolSpec(_Model):
-    role: Literal["k3s_server", "k3s_agent", "postgres", "redis"]
+    role: Literal["k3s_server", "k3s_agent", "postgres", "redis"]  # vocabulary.GROUP_OF_ROLE (a test holds them equal)
     server_type: str
     count: Annotated[StrictInt, Field(ge=0, le=50)]
     image: str | None = None

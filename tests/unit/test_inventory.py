@@ -338,3 +338,12 @@ def test_a_group_without_hosts_has_no_first_host(spec: EnvSpec) -> None:
 def test_the_typed_keys_are_the_documented_ones() -> None:
     typed = set(inventory.HostData.__annotations__) | set(inventory.SharedData.__annotations__)
     assert typed == set(inventory.HOST_DATA) - inventory.TEAM_KEYS
+
+
+def test_the_env_files_roles_are_the_vocabularys() -> None:
+    from typing import get_args
+
+    from nornos_infra.spec import PoolSpec
+    from nornos_infra.vocabulary import GROUP_OF_ROLE
+
+    assert get_args(PoolSpec.model_fields["role"].annotation) == tuple(GROUP_OF_ROLE)
