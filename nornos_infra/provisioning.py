@@ -224,18 +224,17 @@ def _confirm(plan: Plan, opts: Options) -> None:
 def _write_inventory(target: Target, observed: list[Observed], opts: Options) -> None:
     """The inventory and the known_hosts file it names (both machine-local, never committed)."""
     path = opts.inventory_dir / f"{target.env.name}.py"
-    offline = target.local  # localcloud's machines have no internet
     hosts_file = path.with_suffix(".known_hosts").resolve()
     hosts_text, unpinned = inventory.known_hosts(observed)
-    access = inventory.Access(hosts_file, offline, target.env_file.parent.resolve())
-    built = inventory.build(target.env, observed, offline, access)
+    access = inventory.Access(hosts_file, target.local, target.env_file.parent.resolve())
+    built = inventory.build(target.env, observed, target.local, access)
     text = inventory.render(built)
     inventory.write(hosts_file, hosts_text)
     changed = inventory.write(path, text)
     if opts.json:
         return
     console.err.print(f"inventory {path} {'written' if changed else 'unchanged'}")
-    if unpinned and not offline:
+    if unpinned and not target.local:
         console.err.print(f"[yellow]warning:[/yellow] no pinned SSH host key for {', '.join(unpinned)} (made before "
                           "host keys were pinned, or by hand): deploys refuse them; see docs/RUNBOOK.md, "
                           "'Host keys'")

@@ -11,12 +11,19 @@ where mutmut writes its ``mutants/`` folder.
     .venv/bin/python scripts/mutation_score.py --worktree cloud # uncommitted changes too
     .venv/bin/python scripts/mutation_score.py --survivors      # also list each surviving mutant
     .venv/bin/python scripts/mutation_score.py kube --files 'nornos_infra/kube/generated.py'  # a part only
+    .venv/bin/python scripts/mutation_score.py cloud --sample 300 --seed 1  # a uniform random sample
 
 A mutant is killed when a test fails (or times out) with it. "no tests" mutants (code no selected
 selected test reaches) are counted as not killed. Code that provision.py runs in a subprocess of a test
 counts as reached by that test (a bridge added to the copy's tests/support/sitecustomize.py and
 tests/conftest.py). For the roles only the pure functions count (sizing, scram, the
 firewall rule context, the apt, Redis ACL and pg_hba renderers); the pyinfra deploys are not scored.
+
+With ``--sample N`` mutmut generates every mutant and learns which tests reach which function as
+usual, then tests only N mutants drawn uniformly at random (``--seed`` makes the draw repeatable).
+The score is then an estimate of the whole package's, printed with its 95 % confidence interval
+(Wilson): the way to score a package whose full run does not fit on the machine (cloud here, where
+every surviving mutant reruns the API tests that reach it).
 
 The score per package is printed at the end; exit status 0 unless a run failed to complete.
 """
@@ -25,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -35,6 +44,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -165,8 +175,43 @@ def counted(package: Package, mutant: str) -> bool:
     return not package.functions or any(f in mutant for f in package.functions)
 
 
+def list_mutants(tree: Path, env: dict[str, str]) -> list[tuple[str, str]]:
+    """(mutant, status) for every mutant mutmut generated in the copy."""
+    listing = subprocess.run([str(Path(sys.executable).with_name("mutmut")), "results", "--all", "true"], cwd=tree,
+                             env=env, capture_output=True, text=True, check=True).stdout
+    found = (re.match(r"\s+(\S+): (.+)$", line) for line in listing.splitlines())
+    return [(m.group(1), m.group(2).strip()) for m in found if m]
+
+
+# a filter that matches no mutant: mutmut generates the mutants and collects its stats (which test
+# reaches which function, saved in the copy for the next run), then stops, saying nothing matched
+MATCHES_NOTHING = "nornos-no-such-mutant"
+
+
+def draw_sample(tree: Path, env: dict[str, str], run: list[str], package: Package, size: int, seed: int,
+                out: Any) -> set[str]:
+    proc = subprocess.run([*run, MATCHES_NOTHING], cwd=tree, env=env, capture_output=True, text=True)
+    if out is not subprocess.DEVNULL:
+        out.write(proc.stdout + proc.stderr)
+    if "nothing matches" not in proc.stdout + proc.stderr:
+        raise RuntimeError(f"mutmut could not list {package.name}'s mutants (exit {proc.returncode}): "
+                           f"{(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
+    population = sorted(name for name, _ in list_mutants(tree, env) if counted(package, name))
+    return set(random.Random(seed).sample(population, min(size, len(population))))
+
+
+def wilson_interval(killed: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % confidence interval of a proportion measured on a random sample (Wilson score interval)."""
+    if total == 0:
+        return 0.0, 0.0
+    p = killed / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def score(package: Package, worktree: bool, children: int, survivors: bool,
-          log: Path | None) -> tuple[Counter[str], float]:
+          log: Path | None, sample: int = 0, seed: int = 1) -> tuple[Counter[str], float]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **dict(package.env)}
     spec = ROOT.parent / "shared" / "reference" / "hcloud-openapi.json"
     if "HCLOUD_OPENAPI" not in env and spec.exists():
@@ -181,8 +226,13 @@ def score(package: Package, worktree: bool, children: int, survivors: bool,
         env["NORNOS_MUTMUT_HITS"] = str(hits)
         start = time.monotonic()
         out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
+        chosen: set[str] | None = None
         try:
-            proc = subprocess.run([*mutmut, "run", "--max-children", str(children)], cwd=tree, env=env,
+            run = [*mutmut, "run", "--max-children", str(children)]
+            if sample:
+                chosen = draw_sample(tree, env, run, package, sample, seed, out)
+                print(f"   {len(chosen)} mutants drawn (seed {seed})", flush=True)
+            proc = subprocess.run([*run, *sorted(chosen or ())], cwd=tree, env=env,
                                   stdout=out, stderr=subprocess.STDOUT)
         finally:
             if log:
@@ -190,18 +240,15 @@ def score(package: Package, worktree: bool, children: int, survivors: bool,
         elapsed = time.monotonic() - start
         if proc.returncode != 0:
             raise RuntimeError(f"mutmut run failed for {package.name} (exit {proc.returncode}); see {log or 'its log'}")
-        listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=tree, env=env, capture_output=True,
-                                 text=True, check=True).stdout
+        listing = list_mutants(tree, env)
     results = Counter[str]()
     surviving = []
-    for line in listing.splitlines():
-        match = re.match(r"\s+(\S+): (.+)$", line)
-        if not match or not counted(package, match.group(1)):
+    for name, status in listing:
+        if not counted(package, name) or (chosen is not None and name not in chosen):
             continue
-        status = match.group(2).strip()
         results[status] += 1
         if status not in KILLED:
-            surviving.append(f"{match.group(1)}: {status}")
+            surviving.append(f"{name}: {status}")
     if survivors:
         for s in surviving:
             print(f"  {s}")
@@ -216,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--survivors", action="store_true", help="list the mutants not killed")
     parser.add_argument("--files", help="only these files of the package (comma-separated globs)")
     parser.add_argument("--log-dir", type=Path, help="keep mutmut's output here, one file per package")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="test only this many mutants per package, drawn at random (the score is an estimate)")
+    parser.add_argument("--seed", type=int, default=1, help="the random draw of --sample (default 1)")
     args = parser.parse_args(argv)
     unknown = set(args.packages) - {p.name for p in PACKAGES}
     if unknown:
@@ -232,11 +282,14 @@ def main(argv: list[str] | None = None) -> int:
         log = args.log_dir / f"mutmut-{package.name}.log" if args.log_dir else None
         if log:
             log.parent.mkdir(parents=True, exist_ok=True)
-        results, elapsed = score(package, args.worktree, args.children, args.survivors, log)
+        results, elapsed = score(package, args.worktree, args.children, args.survivors, log, args.sample, args.seed)
         total = sum(results.values())
         killed = sum(results[k] for k in KILLED)
         pct = 100.0 * killed / total if total else 0.0
         detail = ", ".join(f"{k} {v}" for k, v in sorted(results.items()))
+        if args.sample:
+            low, high = wilson_interval(killed, total)
+            detail += f"; a random sample: 95 % confidence interval {100 * low:.1f} to {100 * high:.1f} %"
         rows.append((package.name, killed, total, pct, elapsed, detail))
         print(f"{package.name}: {killed}/{total} killed ({pct:.1f} %) in {elapsed / 60:.1f} min [{detail}]", flush=True)
     print("\npackage  killed/total  score   time")

@@ -30,21 +30,22 @@ class Access:
     """How the deploys reach the hosts: what the inventory says beyond addresses."""
 
     known_hosts_file: Path
-    offline: bool = False
+    on_localcloud: bool = False  # localcloud's machines: no internet, host keys accepted when new
     base: Path = Path(".")  # the env file's directory: relative paths in it start there
 
 
-def build(spec: EnvSpec, observed: list[Observed], offline: bool = False, access: Access | None = None) -> Inventory:
+def build(spec: EnvSpec, observed: list[Observed], on_localcloud: bool = False,
+          access: Access | None = None) -> Inventory:
     """The inventory of ``spec``'s environment as observed after apply.
 
-    ``offline``: the hosts cannot reach the internet (localcloud); roles that download
-    (k3s) then need a local file instead. ``access``: where the known_hosts file is and how
+    ``on_localcloud``: the hosts cannot reach the internet, so roles that download (k3s)
+    need a local file instead. ``access``: where the known_hosts file is and how
     to resolve the env file's paths (default: inventories/<env>.known_hosts, relative paths
     as they are).
     """
-    access = access or Access(Path("inventories") / f"{spec.name}.known_hosts", offline)
+    access = access or Access(Path("inventories") / f"{spec.name}.known_hosts", on_localcloud)
     hosts = _hosts(spec, observed)
-    shared = _shared(spec, observed, hosts, access, offline)
+    shared = _shared(spec, observed, hosts, access, on_localcloud)
     for data in [shared, *(data for members in hosts.values() for _, data in members)]:
         _refuse_secrets(data)
     return Inventory(shared, hosts)
@@ -82,7 +83,7 @@ def _hosts(spec: EnvSpec, observed: list[Observed]) -> dict[str, list[tuple[str,
 
 
 def _shared(spec: EnvSpec, observed: list[Observed], hosts: dict[str, list[tuple[str, dict[str, Any]]]],
-            access: Access, offline: bool) -> dict[str, Any]:
+            access: Access, on_localcloud: bool) -> dict[str, Any]:
     """What every host shares: the network, the load balancer, who may log in and how, settings."""
     net_name = network_name(spec)
     network = _one(observed, "network", net_name)
@@ -110,12 +111,12 @@ def _shared(spec: EnvSpec, observed: list[Observed], hosts: dict[str, list[tuple
         "admin_cidrs": sorted(str(c) for c in spec.admin_cidrs),
         "lb_service_ports": sorted(set(spec.load_balancer.services)) if spec.load_balancer else [],
         "kube_api_via_lb": bool(spec.load_balancer and spec.load_balancer.kube_api),
-        "offline": offline,
+        "internet_access": not on_localcloud,
         # how pyinfra logs in: host keys verified against the keys pinned at create time
         "ssh_user": SSH_USER,
         "ssh_key": path(private_key),
         "ssh_known_hosts_file": str(access.known_hosts_file),
-        "ssh_strict_host_key_checking": "accept-new" if offline else "yes",
+        "ssh_strict_host_key_checking": "accept-new" if on_localcloud else "yes",
         # where the roles find the env's secrets (nornos_infra/secrets.py)
         "sops_dir": path(spec.sops.dir),
         "sops_age_key_file": path(spec.sops.age_key_file),

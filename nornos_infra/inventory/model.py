@@ -4,7 +4,8 @@ step, the summary table). pyinfra itself reads the same file as its inventory.
 
 The file defines one pyinfra ``(hosts, data)`` tuple per group (GROUPS), every host a
 ``(name, data)`` tuple; ``_common`` holds the data every group shares. HOST_DATA lists every key a
-role or a reader may use, who sets it and its default; docs/DESIGN.md repeats it for people.
+role or a reader may use and who sets it, ROLE_DEFAULTS what a role takes when it is missing;
+docs/DESIGN.md repeats both for people.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class SharedData(TypedDict, total=False):
     admin_cidrs: list[str]
     lb_service_ports: list[int]
     kube_api_via_lb: bool
-    offline: bool
+    internet_access: bool
     ssh_user: str
     ssh_key: str | None
     ssh_known_hosts_file: str
@@ -87,7 +88,8 @@ HOST_DATA: dict[str, str] = {
     "admin_cidrs": "provision.py: env file admin_cidrs (who may reach SSH and 6443)",
     "lb_service_ports": "provision.py: env file load_balancer.services",
     "kube_api_via_lb": "provision.py: env file load_balancer.kube_api",
-    "offline": "provision.py: True on localcloud (no internet: k3s needs k3s_binary_path)",
+    "internet_access": "provision.py: whether the hosts reach the internet (False on localcloud: k3s then "
+                       "needs k3s_binary_path)",
     "ssh_user": f"provision.py: {SSH_USER}",
     "ssh_key": "provision.py: env file ssh_keys[].private_key_file (None: your ssh-agent and ~/.ssh/id_*)",
     "ssh_known_hosts_file": "provision.py: inventories/<env>.known_hosts, the pinned host keys",
@@ -103,6 +105,26 @@ HOST_DATA: dict[str, str] = {
                         "plane's private IP (nornos_infra/roles/k3s.py)",
 }
 TEAM_KEYS = frozenset({"k3s_join_address"})
+
+# What the roles take for a key the inventory leaves out (a team key not passed, an inventory written
+# by hand or by an older provision.py): the one place for role defaults. Every role's @deploy hands
+# them to pyinfra as data_defaults (nornos_infra/roles/ops.py role), which looks them up after the
+# inventory's own data, so ``host.data.get(key)`` in a role needs no fallback of its own.
+ROLE_DEFAULTS: dict[str, Any] = {
+    "role": "",  # base and firewall only
+    "ssh_user": SSH_USER,
+    "admin_cidrs": [],  # nobody: the firewall role then refuses to run
+    "k3s_server_private_ips": [],
+    "k3s_node_private_ips": [],
+    "lb_private_ip": None,
+    "lb_service_ports": [80, 443],  # the env file's load_balancer.services default
+    "k3s_taints": [],
+    "k3s_binary_path": None,
+    "k3s_join_address": None,  # the first control plane's private IP
+    "internet_access": True,
+    "backup_s3_endpoint": "",
+    "backup_s3_bucket": "",  # no offsite copy
+}
 
 
 @dataclass(frozen=True)

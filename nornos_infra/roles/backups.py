@@ -8,7 +8,6 @@ BEFORE upload over the S3 API (rclone). A failed backup exits non-zero, logs to 
 
 from __future__ import annotations
 
-from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 from pyinfra.operations import files
 
@@ -48,13 +47,13 @@ def _common(role: str) -> None:
     files.directory(name="Backup settings directory", path="/etc/nornos", mode="700")
     files.directory(name="Backup status directory", path="/var/lib/nornos", mode="755")
     secret_file(name="Backup settings (secrets)", path="/etc/nornos/backup.env",
-                content=backup_env(env, values, str(host.data.get("backup_s3_endpoint", "")),
-                                   str(host.data.get("backup_s3_bucket", ""))))
+                content=backup_env(env, values, str(host.data.get("backup_s3_endpoint")),
+                                   str(host.data.get("backup_s3_bucket"))))
     files.put(name="Backup helpers", src=str(TEMPLATES / "nornos-backup-lib.sh"),
               dest="/usr/local/lib/nornos-backup-lib.sh", mode="644")
 
 
-@deploy("Backups: PostgreSQL")
+@context.role("Backups: PostgreSQL")
 def postgres_backups() -> None:
     _common("postgres")
     # made here, not only by the first nightly run: the audit rules watch it (a rule on a missing
@@ -70,7 +69,7 @@ def postgres_backups() -> None:
               mode="644")
 
 
-@deploy("Backups: Redis")
+@context.role("Backups: Redis")
 def redis_backups() -> None:
     _common("redis")
     files.directory(name="Snapshot copy directory", path=REDIS_BACKUP_DIR, user="root", group="root", mode="700")

@@ -12,12 +12,12 @@ import re
 from io import StringIO
 
 from pyinfra import logger
-from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.operations import files, server, systemd
 
 from nornos_infra.paths import TEMPLATES
+from nornos_infra.roles import context
 from nornos_infra.roles.facts import InContainer
 from nornos_infra.roles.hardening import hardening
 from nornos_infra.roles.ops import apt_packages, apt_update
@@ -50,17 +50,17 @@ def sysctls_for(role: str) -> dict[str, str]:
     return {**SYSCTLS["all"], **SYSCTLS.get(role, {})}
 
 
-@deploy("Base")
 def deploy_user() -> str:
     """The account this deploy logs in with: the only one sshd lets in (AllowUsers)."""
-    user = str(host.data.get("ssh_user") or "root")
+    user = str(host.data.get("ssh_user"))
     if not USER_NAME.fullmatch(user):
         raise OperationError(f"{host.name}: ssh_user {user!r} is not a valid account name")
     return user
 
 
+@context.role("Base")
 def base() -> None:
-    role = str(host.data.get("role", ""))
+    role = str(host.data.get("role"))
     in_container = host.get_fact(InContainer)
     server.hostname(name="Set the hostname", hostname=host.name)
     apt_update(name="Update apt lists", cache_time=6 * 3600)

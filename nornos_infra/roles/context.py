@@ -1,18 +1,32 @@
 """What the roles of one deploy share, built once per deploy instead of by each role: the
 environment's name (checked), its secrets (decrypted once, with the first role that needs
-them, not once per role and host) and where the apps find PostgreSQL and Redis.
+them, not once per role and host) and where the apps find PostgreSQL and Redis; and ``role``,
+the @deploy every role is declared with, which gives the roles the inventory's defaults.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, ParamSpec
 
+from pyinfra.api.arguments_typed import PyinfraOperation
+from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 
 from nornos_infra import secrets as env_secrets
+from nornos_infra.inventory.model import ROLE_DEFAULTS
 from nornos_infra.kube.generated import Endpoints
+
+P = ParamSpec("P")
+
+
+def role(name: str) -> Callable[[Callable[P, Any]], PyinfraOperation[P]]:
+    """pyinfra's @deploy with the inventory's ROLE_DEFAULTS as its data defaults: inside a role,
+    ``host.data.get(key)`` falls back to them after the inventory's own data."""
+    return deploy(name, data_defaults=ROLE_DEFAULTS)
 
 
 @dataclass

@@ -10,14 +10,13 @@ from __future__ import annotations
 import functools
 
 from pyinfra import logger
-from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 
 from nornos_infra.paths import TEMPLATES
-from nornos_infra.roles import aptsh
+from nornos_infra.roles import aptsh, context
 from nornos_infra.roles.facts import InContainer
 from nornos_infra.roles.ops import apt_packages
 
@@ -175,12 +174,12 @@ def _auditd(in_container: bool) -> None:
                  _if=conf.did_change)
 
 
-@deploy("Audit rules")
+@context.role("Audit rules")
 def audit_rules() -> None:
     """The role's audit rules, loaded after every role ran: the directories they watch (the
     PostgreSQL data directory, the backups) exist by then. In a container they are written but
     not loaded (see _auditd)."""
-    role = str(host.data.get("role", ""))
+    role = str(host.data.get("role"))
     rules = files.template(name="Audit rules", src=str(TEMPLATES / "audit-nornos.rules.j2"),
                            dest="/etc/audit/rules.d/50-nornos.rules", mode="640", role=role,
                            pg_data="/mnt/postgres-data/pgdata", pg_backups="/mnt/postgres-data/backups",
@@ -189,7 +188,7 @@ def audit_rules() -> None:
         server.shell(name="Audit rules: load", commands=[LOAD_AUDIT_RULES], _if=rules.did_change)
 
 
-@deploy("File integrity baseline")
+@context.role("File integrity baseline")
 def integrity_baseline() -> None:
     """Record the configuration baseline the daily check compares with, after every role has
     written its files; only when the state differs from the recorded one (a no-op otherwise)."""

@@ -4,7 +4,8 @@
   installs) is checked and uploaded; otherwise the release binary is downloaded on the host
   and verified against the release's sha256sum file (or a pinned checksum when one is
   set). A failed download or checksum fails the deploy. Where the inventory says the hosts
-  are offline (localcloud) and no binary file is given, the role says
+  have no internet access (``internet_access``: False on localcloud) and no binary file is
+  given, the role says
   "k3s skipped: no binary" once per host and does nothing else.
 - Config: /etc/rancher/k3s/config.yaml per node; the first server (lowest name) runs
   ``cluster-init``, the other servers and the agents join it over the private network;
@@ -12,7 +13,7 @@
   controller replaces k3s's own (``disable-cloud-controller``, ``cloud-provider=external``,
   no servicelb); secrets are encrypted at rest; Pod Security ``restricted`` is the default
   (kube-system exempt); the agent pool is labelled and tainted.
-- Every node gets cryptsetup (the default StorageClass is LUKS-encrypted), offline too.
+- Every node gets cryptsetup (the default StorageClass is LUKS-encrypted), without internet access too.
 - The token reaches the host as a secret file (never in a diff); k3s restarts only when its
   binary, config or token changed, one node at a time.
 """
@@ -25,7 +26,6 @@ from typing import Any
 
 import yaml
 from pyinfra import logger
-from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.facts.files import Sha256File
@@ -94,10 +94,10 @@ def node_config(data: Any, name: str, role: str, flannel_iface: str) -> dict[str
 
 
 def binary_source() -> str | None:
-    """'file' (air-gapped upload), 'download', or None (offline and no file: skip)."""
+    """'file' (air-gapped upload), 'download', or None (no internet access and no file: skip)."""
     if host.data.get("k3s_binary_path"):
         return "file"
-    if host.data.get("offline"):
+    if not host.data.get("internet_access"):
         return None
     return "download"
 
@@ -133,8 +133,8 @@ def _k3s(role: str) -> None:
     apt_packages(name="cryptsetup (encrypted volumes)", packages=["cryptsetup"])
     source = binary_source()
     if source is None:
-        logger.warning(f"{host.name}: k3s skipped: no binary (the hosts are offline; set k3s_binary_path to an "
-                       f"air-gapped k3s {K3S_VERSION} binary to install it)")
+        logger.warning(f"{host.name}: k3s skipped: no binary (the hosts have no internet access; set "
+                       f"k3s_binary_path to an air-gapped k3s {K3S_VERSION} binary to install it)")
         return
     private_ip = host.data.get("private_ip")
     iface = host.get_fact(Command, command=f"ip -o -4 addr show | awk '$4 ~ /^{private_ip}\\// {{print $2}}'")
@@ -166,11 +166,11 @@ def _text(text: str) -> Any:
     return StringIO(text)
 
 
-@deploy("k3s server")
+@context.role("k3s server")
 def k3s_server() -> None:
     _k3s("k3s_server")
 
 
-@deploy("k3s agent")
+@context.role("k3s agent")
 def k3s_agent() -> None:
     _k3s("k3s_agent")

@@ -2,7 +2,7 @@
 server-side apply the manifests with prune and rollout waits (nornos_infra/kube).
 
 It runs once, for the first k3s server, on the machine running pyinfra. Where k3s was
-skipped (offline hosts, no binary) there is no cluster: it says so once and stops.
+skipped (no internet access, no binary) there is no cluster: it says so once and stops.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 from pyinfra import logger
-from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.operations import python
@@ -38,11 +37,11 @@ def _apply() -> None:
         raise OperationError("applying the manifests failed; see the report above")
 
 
-@deploy("Manifests")
+@context.role("Manifests")
 def manifests() -> None:
     if "k3s_servers" not in host.groups or host.name != first_server():
         return
     if binary_source() is None:
-        logger.warning("manifests skipped: no cluster (k3s skipped: no binary on offline hosts)")
+        logger.warning("manifests skipped: no cluster (k3s skipped: no binary, and the hosts have no internet access)")
         return
     python.call(name="Apply the Kubernetes manifests (server-side apply, prune, rollouts)", function=_apply)

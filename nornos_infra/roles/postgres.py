@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 
-from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.facts.server import Command
@@ -39,7 +38,7 @@ def hba_entries(k3s_nodes: list[str]) -> list[str]:
     return [f"{ip}/32" for ip in sorted(k3s_nodes, key=ipaddress.ip_address)]
 
 
-@deploy("PostgreSQL")
+@context.role("PostgreSQL")
 def postgresql() -> None:
     device = host.data.get("volume_device")
     private_ip = host.data.get("private_ip")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 
-from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.operations import files, systemd
@@ -34,7 +33,7 @@ def acl_file(app_password: str, admin_password: str) -> str:
             f"user {ADMIN_USER} on #{digest(admin_password)} ~* &* +@all\n")
 
 
-@deploy("Redis")
+@context.role("Redis")
 def redis() -> None:
     private_ip = host.data.get("private_ip")
     if not private_ip:

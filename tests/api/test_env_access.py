@@ -110,7 +110,7 @@ def test_localcloud_overrides_then_pinned_host_keys_and_a_no_op(run: Run) -> Non
     common = inventory["postgres"][1]
     assert common["ssh_user"] == "root" and common["ssh_key"] == str(key)
     assert common["ssh_known_hosts_file"] == str((run.inv / "dev.known_hosts").resolve())
-    assert common["ssh_strict_host_key_checking"] == "accept-new" and common["offline"] is True
+    assert common["ssh_strict_host_key_checking"] == "accept-new" and common["internet_access"] is False
     assert common["sops_dir"] == str(run.tmp / "lc" / "secrets")
     assert common["sops_age_key_file"] == str(run.tmp / "lc" / "age.txt")
     assert common["admin_cidrs"] == ["198.51.100.1/32"]

@@ -55,7 +55,7 @@ def test_dev_on_real_machines(hosted: tuple[LocalCloud, Path]) -> None:
     first = provision(lc, work)
     assert first.returncode == 0, first.stderr[-3000:]
     inventory = runpy.run_path(str(work / "inventories" / "dev.py"))
-    assert inventory["k3s_servers"][1]["offline"] is True
+    assert inventory["k3s_servers"][1]["internet_access"] is False
     hosts = [h for group in ("k3s_servers", "k3s_agents", "postgres", "redis") for h in inventory[group][0]]
     assert len(hosts) == 6
     for name, host in hosts:

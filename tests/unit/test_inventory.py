@@ -62,9 +62,9 @@ def spec(tmp_path: Path) -> EnvSpec:
     return load_shipped("dev", tmp_path)
 
 
-def _text(spec: EnvSpec, observed: list[Observed], offline: bool = False,
+def _text(spec: EnvSpec, observed: list[Observed], on_localcloud: bool = False,
           access: inventory.Access | None = None) -> str:
-    return inventory.render(inventory.build(spec, observed, offline, access))
+    return inventory.render(inventory.build(spec, observed, on_localcloud, access))
 
 
 def _exec(text: str) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def test_groups_hosts_and_data(spec: EnvSpec) -> None:
         "lb_private_ip": "10.0.1.254", "k3s_server_private_ips": ["10.0.1.2"],
         "k3s_node_private_ips": ["10.0.1.2", "10.0.1.9", "10.0.1.98", "10.0.1.99"],
         "admin_cidrs": [str(c) for c in spec.admin_cidrs], "lb_service_ports": [80, 443],
-        "kube_api_via_lb": False, "offline": False,
+        "kube_api_via_lb": False, "internet_access": True,
         "ssh_user": "root", "ssh_key": None, "ssh_known_hosts_file": "inventories/dev.known_hosts",
         "ssh_strict_host_key_checking": "yes", "sops_dir": None, "sops_age_key_file": None,
         "backup_s3_endpoint": "https://fsn1.your-objectstorage.com", "backup_s3_bucket": "", "k3s_binary_path": None,
@@ -112,8 +112,8 @@ def test_access_and_settings_from_the_env_file(tmp_path: Path) -> None:
     raw["backups"] = {"s3_endpoint": "https://nbg1.your-objectstorage.com", "s3_bucket": "nornos-dev-backups"}
     spec = load_raw(raw, tmp_path)
     base = tmp_path / "environments"
-    access = inventory.Access(tmp_path / "inv" / "dev.known_hosts", offline=True, base=base)
-    data = _exec(_text(spec, observed_env(spec), offline=True, access=access))["postgres"][1]
+    access = inventory.Access(tmp_path / "inv" / "dev.known_hosts", on_localcloud=True, base=base)
+    data = _exec(_text(spec, observed_env(spec), on_localcloud=True, access=access))["postgres"][1]
     assert data["ssh_key"] == str(base / "../keys/admin")
     assert data["ssh_known_hosts_file"] == str(tmp_path / "inv" / "dev.known_hosts")
     assert data["ssh_strict_host_key_checking"] == "accept-new", "localcloud: machines older than pinned keys"

@@ -47,7 +47,7 @@ INTERFACES = {
 }
 
 
-def run_fake(tmp_path: Path, offline: bool = False, binary: Path | None = None, expect_ok: bool = True,
+def run_fake(tmp_path: Path, internet_access: bool | None = True, binary: Path | None = None, expect_ok: bool = True,
              hosts: dict[str, dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
     """Run the k3s roles against pyinfra's @fake hosts; ``hosts`` adds data per host, ``extra`` goes to
     the harness (k3s_sha256). With expect_ok=False the failed run's output is returned as {"_log": ...}."""
@@ -60,8 +60,10 @@ def run_fake(tmp_path: Path, offline: bool = False, binary: Path | None = None, 
     finally:
         for k in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR"):
             os.environ.pop(k, None)
-    common: dict[str, Any] = {"env": "dev", "offline": offline, "lb_public_ipv4": "203.0.113.254",
+    common: dict[str, Any] = {"env": "dev", "internet_access": internet_access, "lb_public_ipv4": "203.0.113.254",
                               "lb_private_ip": "10.0.1.254", "lb_service_ports": [80, 443]}
+    if internet_access is None:  # an inventory that leaves it out
+        del common["internet_access"]
     if binary is not None:
         common["k3s_binary_path"] = str(binary)
     data = {
@@ -202,7 +204,7 @@ def test_a_pinned_checksum_is_checked_instead_of_the_release_file(tmp_path: Path
 
 
 def test_an_air_gapped_binary_that_is_missing_is_an_error(tmp_path: Path) -> None:
-    result = run_fake(tmp_path, offline=True, binary=tmp_path / "no-such-k3s", expect_ok=False)
+    result = run_fake(tmp_path, internet_access=False, binary=tmp_path / "no-such-k3s", expect_ok=False)
     assert f"k3s_binary_path {tmp_path / 'no-such-k3s'} is not a file" in result["_log"]
 
 
@@ -210,14 +212,14 @@ def test_an_air_gapped_binary_with_the_wrong_checksum_is_an_error(tmp_path: Path
     binary = tmp_path / "k3s"
     binary.write_bytes(b"\x7fELF not the release")
     digest = hashlib.sha256(binary.read_bytes()).hexdigest()
-    result = run_fake(tmp_path, offline=True, binary=binary, expect_ok=False, k3s_sha256="ef" * 32)
+    result = run_fake(tmp_path, internet_access=False, binary=binary, expect_ok=False, k3s_sha256="ef" * 32)
     assert f"sha256 {digest} is not the pinned {K3S_VERSION} checksum {'ef' * 32}" in result["_log"]
-    ok = run_fake(tmp_path, offline=True, binary=binary, k3s_sha256=digest)
+    ok = run_fake(tmp_path, internet_access=False, binary=binary, k3s_sha256=digest)
     assert ok["cp-1"]["files"]["/usr/local/bin/k3s"].startswith("\x7fELF")
 
 
-def test_offline_without_a_binary_is_one_notice(tmp_path: Path) -> None:
-    result = run_fake(tmp_path, offline=True)
+def test_no_internet_access_and_no_binary_is_one_notice(tmp_path: Path) -> None:
+    result = run_fake(tmp_path, internet_access=False)
     assert "k3s skipped: no binary" in result["_log"]
     for name, host in result.items():
         if name != "_log":
@@ -226,10 +228,17 @@ def test_offline_without_a_binary_is_one_notice(tmp_path: Path) -> None:
             assert not host["files"] and not any("k3s" in c for c in commands)
 
 
+def test_an_inventory_without_internet_access_downloads_as_the_role_defaults_say(tmp_path: Path) -> None:
+    result = run_fake(tmp_path, internet_access=None)
+    assert "k3s skipped" not in result["_log"]
+    assert any("curl" in c and "/k3s" in c for c in result["cp-1"]["commands"])
+    assert "node-taint" not in config_of(result, "cp-1"), "no k3s_taints: none (ROLE_DEFAULTS)"
+
+
 def test_an_air_gapped_binary_is_uploaded(tmp_path: Path) -> None:
     binary = tmp_path / "k3s"
     binary.write_bytes(b"\x7fELF fake k3s for the install path")
-    result = run_fake(tmp_path, offline=True, binary=binary)
+    result = run_fake(tmp_path, internet_access=False, binary=binary)
     assert result["cp-1"]["files"]["/usr/local/bin/k3s"].startswith("\x7fELF")
     assert not any("curl" in c for c in result["cp-1"]["commands"])
     assert any("systemctl" in c and "k3s" in c for c in result["cp-1"]["commands"])

@@ -10,6 +10,7 @@ import hashlib
 
 import pytest
 
+from nornos_infra.inventory import ROLE_DEFAULTS
 from nornos_infra.roles import scram, sizing
 from nornos_infra.roles.firewall import allowed_ssh, rule_context
 from nornos_infra.roles.postgres import hba_entries
@@ -86,7 +87,8 @@ def test_rule_context_orders_addresses_numerically_and_filters_lb_ports() -> Non
 
 
 def test_rule_context_defaults() -> None:
-    assert rule_context({}, "postgres") == {
+    """Inside the role, pyinfra hands rule_context the inventory's data over ROLE_DEFAULTS."""
+    assert rule_context(ROLE_DEFAULTS, "postgres") == {
         "role": "postgres",
         "admin_cidrs": [],
         "k3s_nodes": [],
@@ -94,8 +96,11 @@ def test_rule_context_defaults() -> None:
         "lb_private_ip": None,
         "app_ports": [80, 443],
     }
+    # an env without a load balancer writes [] (nothing forwarded: no port to open); None is empty too
+    assert rule_context({**ROLE_DEFAULTS, "lb_service_ports": []}, "redis")["app_ports"] == []
     nulls = {k: None for k in ("k3s_node_private_ips", "k3s_server_private_ips", "admin_cidrs", "lb_service_ports")}
-    assert rule_context(nulls, "redis")["app_ports"] == [80, 443]
+    assert rule_context(nulls, "redis") == {"role": "redis", "admin_cidrs": [], "k3s_nodes": [], "k3s_servers": [],
+                                            "lb_private_ip": None, "app_ports": []}
 
 
 def test_allowed_ssh() -> None:
