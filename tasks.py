@@ -95,7 +95,9 @@ def _provision(c: Context, env: str, *flags: str, real_hosts: bool = False) -> N
     _inventory(env)  # a name, never a path or shell words: checked before localcloud starts or a shell runs
     extra = _localcloud_env(c, real_hosts)
     cmd = " ".join([sys.executable, str(ROOT / "provision.py"), env, *flags])
-    result = c.run(cmd, env=extra, warn=True, pty=False)
+    # on a terminal provision.py gets one (a pty), so it can ask before deleting or replacing; elsewhere
+    # it sees no terminal and refuses such a change without --yes, in one line
+    result = c.run(cmd, env=extra, warn=True, pty=sys.stdin.isatty())
     if result is not None and result.exited not in (0,):
         sys.exit(result.exited)
 
@@ -106,16 +108,27 @@ def provision(c: Context, env: str = "dev", yes: bool = False) -> None:
     _provision(c, env, *(["--yes"] if yes else []))
 
 
-@task(help={"env": "environment"})
-def plan(c: Context, env: str = "dev") -> None:
-    """Show what provisioning would change and the monthly cost; change nothing."""
-    _provision(c, env, "--dry-run")
+@task(help={"env": "environment", "json": "all three layers as one JSON document (for automation)"})
+def plan(c: Context, env: str = "dev", json: bool = False) -> None:
+    """What a deploy would change, changing nothing: cloud (with the monthly cost), hosts
+    (pyinfra --dry --diff, secrets masked), manifests (server-side dry run). Exit 2: changes pending."""
+    import json as json_text
+
+    from nornos_infra import env_plan
+
+    _inventory(env)
+    extra = _localcloud_env(c)
+    _use_inventory_secrets(env)
+    result = env_plan.plan(env, json, extra)
+    print(json_text.dumps(result.as_dict(), indent=2) if json else result.text(), end="" if not json else "\n")
+    sys.exit(result.exit_status)
 
 
-@task(help={"env": "environment", "force": "lift delete protection first (production)"})
-def destroy(c: Context, env: str = "dev", force: bool = False) -> None:
-    """Delete everything labelled for the env (asks first)."""
-    _provision(c, env, "--destroy", *(["--force"] if force else []))
+@task(help={"env": "environment", "yes": "do not ask (needed where there is no terminal, e.g. CI)",
+            "force": "lift delete protection first (production)"})
+def destroy(c: Context, env: str = "dev", yes: bool = False, force: bool = False) -> None:
+    """Delete everything labelled for the env: asks on a terminal, refuses without --yes elsewhere."""
+    _provision(c, env, "--destroy", *(["--yes"] if yes else []), *(["--force"] if force else []))
 
 
 def _real_cloud() -> bool:
