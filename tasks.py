@@ -336,6 +336,90 @@ def configure(c: Context, env: str = "dev", dry: bool = False) -> None:
     c.run(f"{BIN / 'pyinfra'} {flags} {_inventory(env)} {ROOT / 'deploys' / 'all.py'}", pty=False)
 
 
+@task(help={"env": "environment"})
+def cost(c: Context, env: str = "dev") -> None:
+    """Every billed resource with its type and monthly price (live GET /pricing), the total and the seed's figure."""
+    _inventory(env)
+    result = c.run(f"{sys.executable} -m nornos_infra.cost_table {env}", env=_localcloud_env(c), warn=True, pty=False)
+    if result is None or result.exited != 0:
+        sys.exit(1)
+
+
+@task(help={"env": "environment", "release": "the application's release tag (default: its latest release)"})
+def images_pin(c: Context, env: str = "dev", release: str = "") -> None:
+    """Pin manifests/overlays/<env> to the digests of the application's release (NORNOS_REPO_TOKEN, NORNOS_APP_REPO)."""
+    from nornos_infra.ci import images
+    from nornos_infra.errors import UserError
+
+    _inventory(env)
+    try:
+        pins = images.pin(env, release or None)
+    except UserError as exc:
+        sys.exit(f"images.pin: {exc}")
+    for pin in pins:
+        print(f"{pin.image}:{pin.tag}@{pin.digest}")
+    print(f"{images.overlay_file(env)}: {len(pins)} image(s) pinned to release {pins[0].tag}")
+
+
+@task(help={"env": "environment"})
+def ci_credentials(c: Context, env: str = "dev") -> None:
+    """Write what the job's secrets hold (SOPS_AGE_KEY, SSH_PRIVATE_KEY, KUBECONFIG_B64) to files, mode 0600."""
+    from nornos_infra.ci import credentials
+    from nornos_infra.errors import UserError
+
+    _inventory(env)
+    try:
+        written = credentials.write_all(env)
+    except UserError as exc:
+        sys.exit(f"ci.credentials: {exc}")
+    for item in written:
+        print(item.line())
+
+
+@task(help={"env": "environment", "out": "directory for plan-<env>.json and plan-<env>.md (default plans/)"})
+def ci_plan(c: Context, env: str = "dev", out: str = "plans") -> None:
+    """invoke plan --json for a pull request: kept in <out>/ and in the job summary; exit 1 if a layer failed."""
+    from nornos_infra import env_plan
+    from nornos_infra.ci import report
+
+    _inventory(env)
+    extra = _localcloud_env(c)
+    _use_inventory_secrets(env)
+    result = env_plan.plan(env, True, extra)
+    saved, text = report.save(result.as_dict(), Path(out))
+    summary = report.add_to_job_summary(text)
+    print(f"{saved} written" + (f"; added to {summary}" if summary else ""))
+    print(result.summary())
+    if result.exit_status == env_plan.EXIT_FAILED:
+        sys.exit(1)
+
+
+@task(help={"plans": "directory holding the plan-<env>.json files of ci.plan"})
+def ci_comment(c: Context, plans: str = "plans") -> None:
+    """Put every env's plan into the pull request's one plan comment (created, then updated in place)."""
+    from nornos_infra.ci import report
+    from nornos_infra.errors import UserError
+
+    try:
+        url = report.upsert_comment(report.comment_body(report.load_all(Path(plans)), os.environ.get("GITHUB_SHA", "")))
+    except UserError as exc:
+        sys.exit(f"ci.comment: {exc}")
+    print(f"plan comment: {url}")
+
+
+@task(help={"env": "environment", "status": "the deploy's outcome: success, failure or cancelled (job.status)"})
+def ci_notify(c: Context, env: str = "dev", status: str = "success") -> None:
+    """Tell Slack how the env's deploy went (SLACK_WEBHOOK_URL; without it, says so and sends nothing)."""
+    from nornos_infra.ci import slack
+    from nornos_infra.errors import UserError
+
+    _inventory(env)
+    try:
+        print(slack.notify(env, status))
+    except UserError as exc:
+        sys.exit(f"ci.notify: {exc}")
+
+
 secrets_tasks = Collection("secrets")
 secrets_tasks.add_task(secrets_init, "init")
 secrets_tasks.add_task(secrets_edit, "edit")
@@ -346,5 +430,12 @@ localcloud_tasks.add_task(lc_up, "up")
 localcloud_tasks.add_task(lc_down, "down")
 localcloud_tasks.add_task(lc_status, "status")
 localcloud_tasks.add_task(lc_tour, "tour")
-ns = Collection(demo, provision, plan, destroy, configure, deploy, check, manifests, kubeconfig, lint, test,
-                localcloud_tasks, secrets_tasks)
+ci_tasks = Collection("ci")
+ci_tasks.add_task(ci_credentials, "credentials")
+ci_tasks.add_task(ci_plan, "plan")
+ci_tasks.add_task(ci_comment, "comment")
+ci_tasks.add_task(ci_notify, "notify")
+images_tasks = Collection("images")
+images_tasks.add_task(images_pin, "pin")
+ns = Collection(demo, provision, plan, destroy, configure, deploy, check, manifests, kubeconfig, cost, lint, test,
+                localcloud_tasks, secrets_tasks, ci_tasks, images_tasks)
