@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept admin_cidrs that together span more than a /16 (IPv4) or a /48 (IPv6): wider "
                         "than an office or VPN")
     p.add_argument("--verbose", "-v", action="store_true", help="also list unchanged resources")
+    p.add_argument("--refresh-inventory", action="store_true",
+                   help="with --dry-run or --check: also write inventories/<env>.py from the servers as they are "
+                        "(nothing in the cloud changes; invoke plan uses it to plan the hosts)")
     p.add_argument("--env-dir", type=Path, default=paths.environments_dir(), help=argparse.SUPPRESS)
     p.add_argument("--inventory-dir", type=Path, default=paths.inventories_dir(), help=argparse.SUPPRESS)
     return p
@@ -84,6 +87,8 @@ def parse(argv: list[str]) -> Options:
     args = parser.parse_args(argv)
     if not 1 <= args.concurrency <= 64:
         parser.error("--concurrency must be between 1 and 64")
+    if args.refresh_inventory and not (args.dry_run or args.check):
+        parser.error("--refresh-inventory goes with --dry-run or --check (an apply writes the inventory anyway)")
     if args.admin_ip is not None:
         import ipaddress
 
@@ -96,7 +101,7 @@ def parse(argv: list[str]) -> Options:
                    detailed_exitcode=args.detailed_exitcode, check=args.check, concurrency=args.concurrency,
                    admin_ip=args.admin_ip, allow_lockout=args.allow_lockout,
                    allow_wide_admin_cidrs=args.allow_wide_admin_cidrs, verbose=args.verbose,
-                   replace_volumes=args.replace_volumes)
+                   replace_volumes=args.replace_volumes, refresh_inventory=args.refresh_inventory)
 
 
 def main(argv: list[str] | None = None) -> int:

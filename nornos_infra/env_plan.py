@@ -84,7 +84,9 @@ def _run(command: list[str], env: Mapping[str, str], timeout: float) -> subproce
 
 
 def cloud(env: str, as_json: bool, extra_env: Mapping[str, str]) -> Layer:
-    command = [sys.executable, str(paths.project_dir() / "provision.py"), env, "--dry-run", "--detailed-exitcode"]
+    # --refresh-inventory: the hosts layer then plans the servers as they are, also on a fresh checkout (CI)
+    command = [sys.executable, str(paths.project_dir() / "provision.py"), env, "--dry-run", "--detailed-exitcode",
+               "--refresh-inventory"]
     command += ["--json"] if as_json else []
     shown = f"provision.py {env} --dry-run"
     done = _run(command, extra_env, timeout=600)
@@ -149,9 +151,11 @@ def hosts(env: str, load_secrets: Callable[[str], Mapping[str, str]] = env_secre
         return Layer("hosts", NOT_RUN, f"not run: no inventory yet (inventories/{env}.py is written by provision.py)",
                      shown)
     try:
+        if not inventory.load(inventory_file).hosts():
+            return Layer("hosts", NOT_RUN, "not run: no servers yet (the cloud plan creates them)", shown)
         values = load_secrets(env)
     except UserError as exc:
-        return Layer("hosts", FAILED, f"failed: the env's secrets: {exc}", shown)
+        return Layer("hosts", FAILED, f"failed: {exc}", shown)
     done = _run([str(pyinfra), "--dry", "--diff", "--json", str(inventory_file), str(deploy)], {}, timeout=1800)
     log = mask(done.stderr, values)
     try:

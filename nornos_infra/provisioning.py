@@ -41,6 +41,7 @@ class Options:
     allow_wide_admin_cidrs: bool = False
     verbose: bool = False
     replace_volumes: bool = False
+    refresh_inventory: bool = False  # with --dry-run/--check: write the inventory of the live servers
 
 
 def run(opts: Options) -> int:
@@ -91,6 +92,8 @@ def _run(opts: Options) -> int:
     if plan.problems:
         return EXIT_ERROR
     pending = plan.pending
+    if (opts.dry_run or opts.check) and opts.refresh_inventory and not opts.destroy:
+        _write_inventory(target, observed, opts)  # the servers as they are: what a hosts plan logs in to
     if opts.dry_run or opts.check:
         if opts.check and pending:
             console.err.print(f"drift: {len(pending)} resource(s) differ from {target.env_file}")

@@ -34,7 +34,7 @@ def local_deploy(tmp_path: Path, current: str) -> tuple[Path, Path]:
     (tmp_path / "service.conf").write_text(current)
     (tmp_path / "same.txt").write_text("same\n")
     inventory = tmp_path / "dev.py"
-    inventory.write_text('hosts = ["@local"]\n')
+    inventory.write_text('redis = ([("@local", {})], {})\n')  # the inventory's layout: groups of (name, data)
     deploy = tmp_path / "deploy.py"
     deploy.write_text(DEPLOY.format(secret=SECRET, dir=tmp_path))
     return inventory, deploy
@@ -68,11 +68,15 @@ def test_hosts_layer_says_why_it_did_not_run(tmp_path: Path) -> None:
         NOT_RUN, "not run: no inventory yet (inventories/dev.py is written by provision.py)")
     _, deploy = local_deploy(tmp_path, "")
     unreachable = tmp_path / "gone.py"
-    unreachable.write_text('hosts = [("gone-1", {"ssh_hostname": "127.0.0.1", "ssh_port": 1, '
-                           '"ssh_connect_retries": 0})]\n')
+    unreachable.write_text('redis = ([("gone-1", {"ssh_hostname": "127.0.0.1", "ssh_port": 1, '
+                           '"ssh_connect_retries": 0})], {})\n')
     layer = env_plan.hosts("dev", lambda env: {}, inventory_file=unreachable, deploy=deploy)
     assert layer.state == FAILED and layer.summary.startswith("failed: 1 host(s) could not be planned (gone-1): ")
     assert layer.summary.endswith("are the servers running and reachable over SSH?") and "Traceback" not in layer.body
+    empty = tmp_path / "empty.py"
+    empty.write_text("_common = {'env': 'dev'}\nredis = ([], dict(_common))\n")
+    layer = env_plan.hosts("dev", lambda env: {}, inventory_file=empty, deploy=deploy)
+    assert (layer.state, layer.summary) == (NOT_RUN, "not run: no servers yet (the cloud plan creates them)")
 
 
 def test_the_env_files_secrets_are_masked_longest_first() -> None:
