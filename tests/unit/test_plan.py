@@ -38,7 +38,7 @@ def test_an_empty_project_is_every_resource_created_in_dependency_order(dev: lis
         (Op.CREATE, "placement_group", "nornos-dev-postgres-spread-1", ["new"]),
         (Op.CREATE, "placement_group", "nornos-dev-redis-spread-1", ["new"]),
         (Op.CREATE, "placement_group", "nornos-dev-workers-spread-1", ["new"]),
-        (Op.CREATE, "server", "nornos-dev-agents-1", ["cx33 in fsn1, debian-12, group nornos-dev-agents-spread-1"]),
+        (Op.CREATE, "server", "nornos-dev-agents-1", ["cx43 in fsn1, debian-12, group nornos-dev-agents-spread-1"]),
         (Op.CREATE, "server", "nornos-dev-control-plane-1",
          ["cx23 in fsn1, debian-12, group nornos-dev-control-plane-spread-1"]),
         (Op.CREATE, "server", "nornos-dev-postgres-1",

@@ -15,7 +15,7 @@ from nornos_infra import catalogue, cost
 from nornos_infra.cloud import desired
 from nornos_infra.cloud.model import Observed
 from nornos_infra.cost import CostItem, PriceList
-from tests.unit.test_spec import SHIPPED, load_shipped
+from tests.unit.test_spec import SHIPPED, load_shipped, shipped_raw
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = json.loads((ROOT / "localcloud" / "data" / "catalog.json").read_text())
@@ -57,7 +57,7 @@ def test_cost_items_after_dev(tmp_path: Path, prices: PriceList) -> None:
     kinds = Counter(i.kind for i in items)
     assert kinds == {"server": 6, "primary_ipv4": 6, "primary_ipv6": 6, "volume": 1, "load_balancer": 1}
     assert CostItem("volume", "", "fsn1", 50) in items
-    assert prices.total(items) == Decimal("58.29")
+    assert prices.total(items) == Decimal("65.79")
 
 
 def _server(name: str, type_: str, location: str, ipv6: bool = True) -> Observed:
@@ -138,7 +138,7 @@ def _doc_table(header_start: str) -> list[dict[str, str]]:
 
 def test_costs_doc_matches_code(tmp_path: Path, prices: PriceList) -> None:
     """docs/COSTS.md must show what the code computes from the environment files and the catalogue."""
-    rows = {r["environment"]: r for r in _doc_table("| environment |")}
+    rows = {r["environment"]: r for r in _doc_table("| environment | servers |")}
     assert sorted(rows) == sorted(SHIPPED)
     for env in SHIPPED:
         (tmp_path / env).mkdir()
@@ -164,6 +164,27 @@ def test_costs_doc_mapping_matches_catalogue() -> None:
             assert (cores, memory, disk) == (str(t["cores"]), f"{t['memory']:g} GB", f"{t['disk']} GB")
         assert types[new]["memory"] >= types[old]["memory"] and types[new]["cores"] >= types[old]["cores"]
         assert types[new]["cpu_type"] == types[old]["cpu_type"] and not types[new]["deprecation"]
+
+
+def test_costs_doc_agent_workers_meet_the_seed() -> None:
+    """The agent workers have at least the seed's vCPUs and memory (CX41 in dev, CX51 in production),
+    staging's lie between dev's and production's, and the table says what the env files hold."""
+    types = {t["name"]: t for t in CATALOG["server_types"] + CATALOG["_retired_server_types"]}
+    header, rows = _doc_rows("| environment | agent workers |")
+    assert header == ["environment", "agent workers", "seed", "now", "cores", "memory"]
+    table = {r[0]: r for r in rows}
+    assert sorted(table) == sorted(SHIPPED)
+    agents = {env: shipped_raw(env)["pools"]["agents"] for env in SHIPPED}
+    for env, (_, count, seed, now, cores, memory) in table.items():
+        assert (int(count), now) == (agents[env]["count"], agents[env]["server_type"]), env
+        assert (cores, memory) == (str(types[now]["cores"]), f"{types[now]['memory']:g} GB"), env
+        assert catalogue.SUCCESSORS.get(seed.split()[0], now) == now, env
+    for env, old in (("dev", "cx41"), ("production", "cx51")):
+        assert table[env][2].startswith(old)
+        new = types[agents[env]["server_type"]]
+        assert new["cores"] >= types[old]["cores"] and new["memory"] >= types[old]["memory"], env
+    dev, staging, production = (types[agents[env]["server_type"]]["memory"] for env in SHIPPED)
+    assert dev <= staging <= production
 
 
 def test_costs_doc_states_price_basis() -> None:
