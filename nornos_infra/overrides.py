@@ -24,6 +24,12 @@ from nornos_infra.errors import UserError
 
 ENV_VAR = "NORNOS_OVERRIDES"
 ENDPOINT_KEY = "endpoint"
+# env-file keys that switch a guard off: only the reviewed env file may set them, never a file
+# that one machine or one run brings along (docs/adr/0005-data-sovereignty.md)
+GUARDS = {
+    "patient_data": "whether the EU-only location guard applies is the env file's decision, made in review",
+    "protection": "delete protection is the env file's decision, made in review; lift it for one run with --force",
+}
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ def load(path: Path) -> Overrides:
     endpoint = settings.pop(ENDPOINT_KEY, None)
     if "name" in settings:
         raise UserError(f"{ENV_VAR}: {path} must not set name (it applies to every environment)")
+    for guard in GUARDS:
+        if guard in settings:
+            raise UserError(f"{ENV_VAR}: {path} must not set {guard}: {GUARDS[guard]}")
     if endpoint is not None and not isinstance(endpoint, str):
         raise UserError(f"{ENV_VAR}: {path}: endpoint must be an API URL such as http://127.0.0.1:8700/v1")
     return Overrides(path, settings, endpoint)

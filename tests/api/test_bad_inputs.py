@@ -258,6 +258,12 @@ CASES: list[Case] = [
          files={"o.yaml": b"admin_cidrs: [198.51.100.1/32]\nadmin_cidrs: [0.0.0.0/0]\n"}),
     Case("overrides set the name", ("must not set name",), vars={"NORNOS_OVERRIDES": "{tmp}/o.yaml"},
          files={"o.yaml": b"name: prod\n"}),
+    # a machine-local file must not switch a guard off (before: accepted, and production could move to ash)
+    Case("overrides lift the EU guard", ("must not set patient_data: whether the EU-only location guard applies",),
+         args=("production",), vars={"NORNOS_OVERRIDES": "{tmp}/o.yaml"},
+         files={"o.yaml": b"patient_data: false\nlocation: ash\n"}),
+    Case("overrides lift delete protection", ("must not set protection", "--force"),
+         args=("production",), vars={"NORNOS_OVERRIDES": "{tmp}/o.yaml"}, files={"o.yaml": b"protection: false\n"}),
     Case("overrides for another endpoint", ("is for http://127.0.0.1:1/v1", "unset NORNOS_OVERRIDES"),
          vars={"NORNOS_OVERRIDES": "{tmp}/o.yaml"}, files={"o.yaml": b"endpoint: http://127.0.0.1:1/v1\n"}),
     Case("overrides widen admin_cidrs", ("0.0.0.0/0 opens SSH",), vars={"NORNOS_OVERRIDES": "{tmp}/o.yaml"},
