@@ -12,14 +12,21 @@ import urllib.request
 from typing import Any
 
 from hcloud import Client
-from hcloud.firewalls import FirewallResource, FirewallRule
+from hcloud.firewalls import BoundFirewall, FirewallResource, FirewallRule
 from hcloud.images import Image
 from hcloud.load_balancer_types import LoadBalancerType
-from hcloud.load_balancers import LoadBalancerHealthCheck, LoadBalancerService, LoadBalancerTarget
+from hcloud.load_balancers import (
+    CreateLoadBalancerResponse,
+    LoadBalancerHealthCheck,
+    LoadBalancerService,
+    LoadBalancerTarget,
+)
 from hcloud.locations import Location
-from hcloud.networks import NetworkSubnet
+from hcloud.networks import BoundNetwork, NetworkSubnet
 from hcloud.server_types import ServerType
-from hcloud.servers import Server
+from hcloud.servers import BoundServer, Server
+from hcloud.ssh_keys import BoundSSHKey
+from hcloud.volumes import CreateVolumeResponse
 from rich.console import Console
 from rich.table import Table
 
@@ -62,44 +69,77 @@ def run(endpoint: str, token: str, console: Console | None = None) -> None:
     before = side(endpoint, "stats")["requests"]
     with console.status("cleaning up an earlier tour"):
         clean(client)
-    fsn1 = Location(name="fsn1")
     with console.status("creating an SSH key, a network and a firewall"):
-        key = client.ssh_keys.create(name="tour-admin", public_key=TOUR_KEY, labels=LABELS)
-        net = client.networks.create(name="tour-net", ip_range="10.0.0.0/16", labels=LABELS,
-                                     subnets=[NetworkSubnet(type="cloud", ip_range="10.0.1.0/24",
-                                                            network_zone="eu-central")])
-        fw = client.firewalls.create(
-            name="tour-fw", labels=LABELS,
-            rules=[FirewallRule(direction="in", protocol="tcp", port="22", source_ips=["192.0.2.0/24"],
-                                description="SSH from the admin network")],
-            resources=[FirewallResource(type="label_selector", label_selector=_selector("nornos.io/env=tour"))],
-        ).firewall
+        key, net, fw = _create_key_network_firewall(client)
     with console.status("creating two servers and waiting for them to run"):
-        responses = [client.servers.create(name=f"tour-web-{i}", server_type=ServerType(name="cx23"),
-                                           image=Image(name="debian-12"), location=fsn1, ssh_keys=[key],
-                                           networks=[net], labels={**LABELS, "role": "web"})
-                     for i in (1, 2)]
-        for resp in responses:
-            resp.action.wait_until_finished()
-            for nxt in resp.next_actions:
-                nxt.wait_until_finished()
+        first = _create_servers(client, key, net)
     with console.status("creating a volume and a load balancer"):
-        vol = client.volumes.create(size=10, name="tour-data", labels=LABELS, server=responses[0].server,
-                                    automount=False, format="ext4")
-        vol.action.wait_until_finished()
-        for nxt in vol.next_actions:
-            nxt.wait_until_finished()
-        lb = client.load_balancers.create(
-            name="tour-lb", load_balancer_type=LoadBalancerType(name="lb11"), location=fsn1, labels=LABELS,
-            network=net,
-            services=[LoadBalancerService(protocol="tcp", listen_port=80, destination_port=80, proxyprotocol=False,
-                                          health_check=LoadBalancerHealthCheck(
-                                              protocol="tcp", port=80, interval=10, timeout=5, retries=3))],
-            targets=[LoadBalancerTarget(type="label_selector", label_selector=_lb_selector("role=web"),
-                                        use_private_ip=True)],
-        )
-        lb.action.wait_until_finished()
+        vol = _create_volume(client, first)
+        lb = _create_load_balancer(client, net)
 
+    console.print(_summary(client, endpoint, net, fw, vol, lb))
+    stats = side(endpoint, "stats")
+    console.print(f"The tour took {stats['requests'] - before} API requests. localcloud keeps running: "
+                  f"export HCLOUD_ENDPOINT={endpoint} HCLOUD_TOKEN={token} and use hcloud-python or the "
+                  "hcloud CLI against it; `invoke localcloud.down` stops it.")
+
+
+def _create_key_network_firewall(client: Client) -> tuple[BoundSSHKey, BoundNetwork, BoundFirewall]:
+    """The admin's SSH key, a private network, and a firewall that reaches the servers by label."""
+    key = client.ssh_keys.create(name="tour-admin", public_key=TOUR_KEY, labels=LABELS)
+    net = client.networks.create(name="tour-net", ip_range="10.0.0.0/16", labels=LABELS,
+                                 subnets=[NetworkSubnet(type="cloud", ip_range="10.0.1.0/24",
+                                                        network_zone="eu-central")])
+    fw = client.firewalls.create(
+        name="tour-fw", labels=LABELS,
+        rules=[FirewallRule(direction="in", protocol="tcp", port="22", source_ips=["192.0.2.0/24"],
+                            description="SSH from the admin network")],
+        resources=[FirewallResource(type="label_selector", label_selector=_selector("nornos.io/env=tour"))],
+    ).firewall
+    return key, net, fw
+
+
+def _create_servers(client: Client, key: BoundSSHKey, net: BoundNetwork) -> BoundServer:
+    """Two web servers, both running when this returns; the first one."""
+    responses = [client.servers.create(name=f"tour-web-{i}", server_type=ServerType(name="cx23"),
+                                       image=Image(name="debian-12"), location=Location(name="fsn1"),
+                                       ssh_keys=[key], networks=[net], labels={**LABELS, "role": "web"})
+                 for i in (1, 2)]
+    for resp in responses:
+        resp.action.wait_until_finished()
+        for nxt in resp.next_actions:
+            nxt.wait_until_finished()
+    return responses[0].server
+
+
+def _create_volume(client: Client, server: BoundServer) -> CreateVolumeResponse:
+    """A formatted volume attached to ``server``, its actions finished."""
+    vol = client.volumes.create(size=10, name="tour-data", labels=LABELS, server=server,
+                                automount=False, format="ext4")
+    vol.action.wait_until_finished()
+    for nxt in vol.next_actions:
+        nxt.wait_until_finished()
+    return vol
+
+
+def _create_load_balancer(client: Client, net: BoundNetwork) -> CreateLoadBalancerResponse:
+    """A load balancer on the network whose targets are the web servers, by label."""
+    lb = client.load_balancers.create(
+        name="tour-lb", load_balancer_type=LoadBalancerType(name="lb11"), location=Location(name="fsn1"),
+        labels=LABELS, network=net,
+        services=[LoadBalancerService(protocol="tcp", listen_port=80, destination_port=80, proxyprotocol=False,
+                                      health_check=LoadBalancerHealthCheck(
+                                          protocol="tcp", port=80, interval=10, timeout=5, retries=3))],
+        targets=[LoadBalancerTarget(type="label_selector", label_selector=_lb_selector("role=web"),
+                                    use_private_ip=True)],
+    )
+    lb.action.wait_until_finished()
+    return lb
+
+
+def _summary(client: Client, endpoint: str, net: BoundNetwork, fw: BoundFirewall, vol: CreateVolumeResponse,
+             lb: CreateLoadBalancerResponse) -> Table:
+    """What the tour made, as it exists now."""
     table = Table(title=f"localcloud at {endpoint}")
     for column in ("resource", "name", "where", "addresses / details"):
         table.add_column(column)
@@ -115,11 +155,7 @@ def run(endpoint: str, token: str, console: Console | None = None) -> None:
     lb_ip = balancer.public_net.ipv4.ip if balancer.public_net and balancer.public_net.ipv4 else "-"
     matched = len((balancer.targets or [])[0].targets or []) if balancer.targets else 0
     table.add_row("load balancer", balancer.name, "fsn1", f"{lb_ip}:80 -> {matched} servers by label role=web")
-    console.print(table)
-    stats = side(endpoint, "stats")
-    console.print(f"The tour took {stats['requests'] - before} API requests. localcloud keeps running: "
-                  f"export HCLOUD_ENDPOINT={endpoint} HCLOUD_TOKEN={token} and use hcloud-python or the "
-                  "hcloud CLI against it; `invoke localcloud.down` stops it.")
+    return table
 
 
 def _server_addresses(server: Server) -> str:
