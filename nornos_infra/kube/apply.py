@@ -108,45 +108,15 @@ def apply_objects(cluster: Cluster, objs: list[Obj], env: str, dry_run: bool = F
             applied_crds = []
         if phase(obj) == CUSTOM:
             if dry_run:
-                try:
-                    cluster.resource(obj["apiVersion"], obj["kind"])
-                except UnknownKind:
-                    report.actions.append((ref, "pending"))
-                    report.notes.append(f"{ref}: its kind is not served yet (CRD from a chart still to install); "
-                                        "it will be created once the CRD is Established")
-                    chunks.append(diffs.unified(ref, None, obj))
+                if _kind_pending(cluster, obj, report, chunks):
                     continue
-            else:
-                why = wait_for_kind(cluster, obj, timing)
-                if why:
-                    report.errors.append(f"{ref}: not applied: {why}")
-                    break
-        try:
-            live = cluster.get(obj)
-            try:
-                merged = cluster.apply(obj, dry_run=dry_run)
-            except Exception as exc:
-                if dry_run and live is None and getattr(exc, "status", None) == 404:
-                    # its namespace does not exist yet: the real apply creates it first
-                    merged = obj
-                else:
-                    raise
-        except UnknownKind as exc:
-            report.errors.append(f"{ref}: the API server does not serve {exc}")
+            elif _kind_missing(cluster, obj, timing, report):
+                break
+        applied = _apply_one(cluster, obj, dry_run, report)
+        if applied is None:
             break
-        except Exception as exc:
-            if getattr(exc, "status", None) is None:
-                raise
-            report.errors.append(f"{ref}: apply failed: {_api_error(exc)}")
-            break
-        if live is None:
-            action = "created"
-        elif dry_run:
-            action = "unchanged" if diffs.clean(live) == diffs.clean(merged) else "configured"
-        else:
-            same = (live.get("metadata") or {}).get("resourceVersion") == (merged.get("metadata") or {}).get(
-                "resourceVersion")
-            action = "unchanged" if same else "configured"
+        live, merged = applied
+        action = _action(live, merged, dry_run)
         report.actions.append((ref, action))
         if dry_run and action != "unchanged":
             chunks.append(diffs.unified(ref, live, merged))
@@ -165,6 +135,64 @@ def apply_objects(cluster: Cluster, objs: list[Obj], env: str, dry_run: bool = F
             report.rollouts = wait_rollouts(cluster, deployments, timing)
     report.diff = "".join(chunks)
     return report
+
+
+def _kind_pending(cluster: Cluster, obj: Obj, report: Report, chunks: list[str]) -> bool:
+    """Dry run: True when obj's kind is not served yet (noted as pending, its diff shown whole)."""
+    ref = ObjRef.of(obj)
+    try:
+        cluster.resource(obj["apiVersion"], obj["kind"])
+    except UnknownKind:
+        report.actions.append((ref, "pending"))
+        report.notes.append(f"{ref}: its kind is not served yet (CRD from a chart still to install); "
+                            "it will be created once the CRD is Established")
+        chunks.append(diffs.unified(ref, None, obj))
+        return True
+    return False
+
+
+def _kind_missing(cluster: Cluster, obj: Obj, timing: Timing, report: Report) -> bool:
+    """True when obj's kind did not become ready in time (the error reported)."""
+    why = wait_for_kind(cluster, obj, timing)
+    if why:
+        report.errors.append(f"{ObjRef.of(obj)}: not applied: {why}")
+        return True
+    return False
+
+
+def _apply_one(cluster: Cluster, obj: Obj, dry_run: bool, report: Report) -> tuple[Obj | None, Obj] | None:
+    """(live before, merged after) of a server-side apply; None when it failed (the error reported)."""
+    ref = ObjRef.of(obj)
+    try:
+        live = cluster.get(obj)
+        try:
+            merged = cluster.apply(obj, dry_run=dry_run)
+        except Exception as exc:
+            if dry_run and live is None and getattr(exc, "status", None) == 404:
+                # its namespace does not exist yet: the real apply creates it first
+                merged = obj
+            else:
+                raise
+    except UnknownKind as exc:
+        report.errors.append(f"{ref}: the API server does not serve {exc}")
+        return None
+    except Exception as exc:
+        if getattr(exc, "status", None) is None:
+            raise
+        report.errors.append(f"{ref}: apply failed: {_api_error(exc)}")
+        return None
+    return live, merged
+
+
+def _action(live: Obj | None, merged: Obj, dry_run: bool) -> str:
+    """created, configured or unchanged: what the apply did (or would do) to the object."""
+    if live is None:
+        return "created"
+    if dry_run:
+        return "unchanged" if diffs.clean(live) == diffs.clean(merged) else "configured"
+    same = (live.get("metadata") or {}).get("resourceVersion") == (merged.get("metadata") or {}).get(
+        "resourceVersion")
+    return "unchanged" if same else "configured"
 
 
 def _prune(cluster: Cluster, env: str, rendered: set[ObjRef], dry_run: bool, report: Report) -> list[str]:
