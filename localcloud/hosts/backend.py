@@ -5,6 +5,8 @@ removes leftovers of a killed earlier run, makes the public bridge and starts th
 proxy; its methods make, power, re-network, rebuild, snapshot and destroy machines; stop
 powers every machine off cleanly and removes what it made. Methods block (a boot takes
 about a second, a template build about a minute): callers run them off the event loop.
+Volumes are :class:`~localcloud.hosts.disks.VolumeDisks`, load balancers
+:class:`~localcloud.hosts.balancers.LoadBalancers`; :class:`Hosts` hands their requests on.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
 from localcloud.config import ADMIN_ADDRESS
 from localcloud.hosts import cleanup, cloudinit, firewall, network, snapshot, template
 from localcloud.hosts import loadbalancer as lbs
-from localcloud.hosts import volumes as vols
 from localcloud.hosts.aptproxy import AptProxy
+from localcloud.hosts.balancers import LoadBalancers
+from localcloud.hosts.disks import VolumeDisks
 from localcloud.hosts.machine import Machine
 from localcloud.hosts.system import RUN_DIR, HostError, log, why_unsupported
 from localcloud.machines import Guarded, ImageRef, LbSpec, PrivateNic, ServerSpec
@@ -33,16 +36,6 @@ from localcloud.machines import Guarded, ImageRef, LbSpec, PrivateNic, ServerSpe
 DEFAULT_DATA = Path("/var/lib/localcloud/hosts")
 DEFAULT_CACHE = Path("/var/cache/localcloud")
 POWER_OPS = ("poweron", "poweroff", "shutdown", "reboot", "reset")
-
-
-@dataclass
-class Attachment:
-    """A volume attached to a machine: its loop device and its device name in the machine."""
-
-    volume_id: int
-    server_id: int
-    loop: str
-    node: str
 
 
 class Hosts:
@@ -60,14 +53,10 @@ class Hosts:
         self.removed_at_start: list[str] = []
         self._lock_file: IO[str] | None = None
         self._templates = threading.Lock()
-        self.attachments: dict[int, Attachment] = {}  # volume id -> its attachment
-        self._volumes = threading.RLock()  # attachments change in jobs and in boot watchers
+        self.volumes = VolumeDisks(self.volumes_dir, self.machines)
         self._keep_disks = False
         self.firewalls: tuple[Guarded, ...] | None = None  # what the nft table holds now
-        self.balancers: dict[int, lbs.Balancer] = {}  # load balancer id -> its namespace and HAProxy
-        self._lb_health: dict[int, dict[int, dict[str, str]]] = {}  # polled from HAProxy, read by the API
-        self._lb_poller: threading.Thread | None = None
-        self._lb_stop = threading.Event()
+        self.load_balancers = LoadBalancers()
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -147,18 +136,10 @@ class Hosts:
         for m in machines:
             m.unmount()
         self.machines.clear()
-        with self._volumes:
-            for a in list(self.attachments.values()):
-                vols.free_loop(a.loop, self.volume_file(a.volume_id))
-            self.attachments.clear()
+        self.volumes.free_all()
         if not self._keep_disks:
             shutil.rmtree(self.volumes_dir, ignore_errors=True)
-        self._lb_stop.set()
-        if self._lb_poller is not None:
-            self._lb_poller.join(timeout=5)
-            self._lb_poller = None
-        for lb_id in list(self.balancers):
-            self.delete_load_balancer(lb_id)
+        self.load_balancers.stop()
         self.proxy.stop()
         self.firewalls = None  # the table goes with the leftovers below
         if self._lock_file is not None:
@@ -192,7 +173,7 @@ class Hosts:
         if sid in self.machines:
             raise HostError(f"server {sid} already has a machine")
         machine = Machine(sid, self.machines_dir / str(sid), spec.hostname, spec.ipv4)
-        machine.on_boot = functools.partial(self._expose_all, sid)
+        machine.on_boot = functools.partial(self.volumes.expose_all, sid)
         try:
             network.create_netns(sid)
             network.set_public(sid, self._usable(spec.ipv4), spec.ipv6_net, self.usable_pools)
@@ -214,7 +195,7 @@ class Hosts:
             raise
         self.machines[sid] = machine
         self.specs[sid] = spec
-        self._write_volume_table(sid)  # a kept disk's table is stale: its volumes are attached again
+        self.volumes.write_volume_table(sid)  # a kept disk's table is stale: its volumes are attached again
         return machine
 
     def _usable(self, ipv4: str | None) -> str | None:
@@ -279,51 +260,19 @@ class Hosts:
             self.firewalls = wanted
 
     # -- load balancers --------------------------------------------------------------------
+    @property
+    def balancers(self) -> dict[int, lbs.Balancer]:
+        """Load balancer id -> its namespace and HAProxy."""
+        return self.load_balancers.balancers
+
     def set_load_balancer(self, spec: LbSpec) -> None:
-        """Make the load balancer (namespace, links, HAProxy) match ``spec``; idempotent."""
-        balancer = self.balancers.get(spec.lb_id)
-        if balancer is None:
-            balancer = self.balancers[spec.lb_id] = lbs.Balancer(spec.lb_id)
-        balancer.apply(replace(spec, ipv4=self._usable(spec.ipv4)), self.usable_pools)
-        self._start_lb_poller()
+        self.load_balancers.set_load_balancer(replace(spec, ipv4=self._usable(spec.ipv4)), self.usable_pools)
 
     def delete_load_balancer(self, lb_id: int) -> None:
-        balancer = self.balancers.pop(lb_id, None) or lbs.Balancer(lb_id)
-        self._lb_health.pop(lb_id, None)
-        balancer.remove()
-        network.remove_unused_network_bridges()
+        self.load_balancers.delete_load_balancer(lb_id)
 
     def load_balancer_health(self, lb_id: int) -> dict[int, dict[str, str]] | None:
-        """listen port -> target name -> healthy/unhealthy/unknown, as last polled (None: not yet).
-        Never blocks: the API renders from this on its event loop."""
-        return self._lb_health.get(lb_id)
-
-    def _start_lb_poller(self) -> None:
-        if self._lb_poller is None or not self._lb_poller.is_alive():
-            self._lb_stop.clear()
-            self._lb_poller = threading.Thread(target=self._poll_lb_health, name="lb-health", daemon=True)
-            self._lb_poller.start()
-
-    def _poll_lb_health(self, interval: float = 1.0) -> None:
-        """About once a second: every load balancer's health checks, from HAProxy's stats socket."""
-        while not self._lb_stop.wait(interval):
-            for gone in set(self._lb_health) - set(self.balancers):
-                self._lb_health.pop(gone, None)
-            for lb_id, balancer in list(self.balancers.items()):
-                if not balancer.running():
-                    self._lb_health.pop(lb_id, None)
-                    continue
-                try:
-                    fresh = balancer.stats()
-                except OSError:
-                    continue  # reloading: keep the last result
-                old = self._lb_health.get(lb_id, {})
-                for port, targets in fresh.items():  # a reload restarts checks: keep what was known
-                    for name, health in targets.items():
-                        if health == lbs.UNKNOWN and old.get(port, {}).get(name, lbs.UNKNOWN) != lbs.UNKNOWN:
-                            targets[name] = old[port][name]
-                if lb_id in self.balancers:
-                    self._lb_health[lb_id] = fresh  # one assignment: readers see old or new, whole
+        return self.load_balancers.load_balancer_health(lb_id)
 
     def rebuild(self, server_id: int, image: ImageRef, *, ssh_keys: list[str] | None = None,
                 user_data: str | None = None, boot: bool = True) -> None:
@@ -365,10 +314,7 @@ class Hosts:
         if m is None:
             m = Machine(server_id, self.machines_dir / str(server_id), "gone")
         m.destroy()
-        with self._volumes:  # its volumes stay, detached (the machine is gone: nothing mounts them)
-            for a in [a for a in self.attachments.values() if a.server_id == server_id]:
-                vols.free_loop(a.loop, self.volume_file(a.volume_id))
-                del self.attachments[a.volume_id]
+        self.volumes.free_server(server_id)  # its volumes stay, detached (the machine is gone: nothing mounts them)
         network.delete_netns(server_id)
         network.remove_unused_network_bridges()
         snapshot.collect(self.images_dir, self.lowers_in_use())
@@ -390,127 +336,25 @@ class Hosts:
 
     # -- volumes -----------------------------------------------------------------------------
     def volume_file(self, volume_id: int) -> Path:
-        return self.volumes_dir / f"{volume_id}.img"
+        return self.volumes.volume_file(volume_id)
 
     def create_volume(self, volume_id: int, size_gb: int, fmt: str | None = None) -> None:
-        """A sparse file of size_gb GiB; ext4 or xfs made on it when ``fmt`` says so."""
-        vols.create_file(self.volume_file(volume_id), size_gb, fmt)
+        self.volumes.create_volume(volume_id, size_gb, fmt)
 
     def attach_volume(self, server_id: int, volume_id: int, automount: bool = False) -> str:
-        """Loop device over the volume's file, shown in the machine as /dev/sdX with its by-id
-        link (now if it runs, else at its next boot); with ``automount`` an fstab entry and a
-        mount at /mnt/HC_Volume_<id>. Returns the device name (sdb, ...)."""
-        m = self.machine(server_id)
-        path = self.volume_file(volume_id)
-        if not path.is_file():
-            raise HostError(f"volume {volume_id} has no disk file")
-        with self._volumes:
-            a = self.attachments.get(volume_id)
-            if a is not None and a.server_id != server_id:
-                raise HostError(f"volume {volume_id} is still attached to server {a.server_id}")
-            if a is None:
-                if str(path) in vols.loop_devices().values():
-                    # detached while in use: the old file system lives on until its last file is
-                    # closed; a second loop device would mount the same disk twice and corrupt it
-                    raise HostError(f"volume {volume_id} is still in use where it was detached from (its file "
-                                    "system was busy): stop what uses it, or reboot that server, then attach again")
-                taken = {x.node for x in self.attachments.values() if x.server_id == server_id}
-                a = Attachment(volume_id, server_id, vols.setup_loop(path), vols.device_name(taken))
-                self.attachments[volume_id] = a
-            try:
-                if automount:
-                    fstype = vols.fs_type(path)
-                    if fstype is None:
-                        raise HostError(f"volume {volume_id} has no file system to mount (create it with a format)")
-                    vols.add_fstab(m.merged, volume_id, fstype)
-                self._write_volume_table(server_id)
-                pid = m.init_pid() if m.running() else None
-                if pid is not None:
-                    vols.expose(pid, volume_id, a.node, a.loop)
-            except BaseException:
-                self._release(a, pid=None)
-                raise
-            return a.node
+        return self.volumes.attach_volume(self.machine(server_id), volume_id, automount)
 
     def detach_volume(self, server_id: int, volume_id: int) -> None:
-        """Remove the device and its link from the machine and free the loop device.
-
-        Hetzner pulls the disk whatever the guest is doing (its API cannot see inside), so a
-        mounted volume is detached too: its mounts in the machine are lazily unmounted (gone
-        from the machine at once; processes with open files keep them until they close them,
-        and the kernel frees the loop device then)."""
-        m = self.machine(server_id)
-        with self._volumes:
-            a = self.attachments.get(volume_id)
-            if a is None or a.server_id != server_id:
-                raise HostError(f"volume {volume_id} is not attached to server {server_id}")
-            pid = m.init_pid() if m.running() else None
-            busy = vols.in_use(a.loop)
-            if busy:
-                points = vols.mounted_at(pid, a.loop)
-                log.warning("server %s: volume %s detached while in use (%s), as Hetzner would",
-                            server_id, volume_id, ", ".join(points) or "held by a process")
-                for point in points:
-                    vols.lazy_unmount(pid, point)
-            self._release(a, pid, wait=5 if busy else 10)
-
-    def _release(self, a: Attachment, pid: int | None, wait: float = 10) -> None:
-        if pid is not None:
-            vols.unexpose(pid, a.volume_id, a.node)
-        vols.free_loop(a.loop, self.volume_file(a.volume_id), timeout=wait)
-        self.attachments.pop(a.volume_id, None)
-        self._write_volume_table(a.server_id)
-
-    def _write_volume_table(self, server_id: int) -> None:
-        """The machine's attached volumes on its disk: its boot makes their devices and mounts
-        them before any service starts, as a VM finds its disks at boot on Hetzner."""
-        m = self.machines.get(server_id)
-        if m is None or not m.mounted():
-            return
-        with self._volumes:
-            vols.write_table(m.merged, [(a.node, a.loop, a.volume_id) for a in self.attachments.values()
-                                        if a.server_id == server_id])
-
-    def _expose_all(self, server_id: int) -> None:
-        """After every boot, for machines from images older than localcloud-volumes.service (the
-        image makes the devices itself, earlier): the machine's /dev is new, so its volumes are
-        shown again (and their fstab entries mounted)."""
-        m = self.machines.get(server_id)
-        if m is None:
-            return
-        with self._volumes:
-            pid = m.init_pid()
-            if pid is None:
-                return
-            for a in [a for a in self.attachments.values() if a.server_id == server_id]:
-                vols.expose(pid, a.volume_id, a.node, a.loop)
+        self.volumes.detach_volume(self.machine(server_id), volume_id)
 
     def resize_volume(self, volume_id: int, size_gb: int) -> None:
-        """Grow the file; an attached volume's device grows at once (the file system does not)."""
-        with self._volumes:
-            vols.grow_file(self.volume_file(volume_id), size_gb)
-            a = self.attachments.get(volume_id)
-            if a is not None:
-                vols.refresh_loop(a.loop)
+        self.volumes.resize_volume(volume_id, size_gb)
 
     def delete_volume(self, volume_id: int) -> None:
-        with self._volumes:
-            a = self.attachments.get(volume_id)
-            if a is not None:
-                raise HostError(f"volume {volume_id} is attached to server {a.server_id}")
-            self.volume_file(volume_id).unlink(missing_ok=True)
+        self.volumes.delete_volume(volume_id)
 
     def delete_all_volumes(self) -> None:
-        """Every volume file, attached ones freed first (the side door's reset)."""
-        with self._volumes:
-            for a in list(self.attachments.values()):
-                m = self.machines.get(a.server_id)
-                self._release(a, m.init_pid() if m is not None and m.running() else None)
-            for f in self.volumes_dir.glob("*.img"):
-                f.unlink(missing_ok=True)
+        self.volumes.delete_all_volumes()
 
     def prune_volumes(self, keep: set[int]) -> None:
-        """Remove the files of volumes that no longer exist (after a restart)."""
-        for f in self.volumes_dir.glob("*.img") if self.volumes_dir.is_dir() else []:
-            if f.stem.isdigit() and int(f.stem) not in keep and int(f.stem) not in self.attachments:
-                f.unlink(missing_ok=True)
+        self.volumes.prune_volumes(keep)
