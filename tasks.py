@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from invoke import Collection, Context, task
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent  # the venv's tools, whatever PATH says
 STATE = Path(os.environ.get("LOCALCLOUD_STATE", ROOT / ".localcloud"))
+T = TypeVar("T")
 
 
 @task(help={"port": "port to listen on (default 8700)", "profile": "fast or realistic",
@@ -164,6 +166,16 @@ def _use_inventory_secrets(env: str) -> None:
             os.environ[var] = str(common[key])
 
 
+def _or_exit(task_name: str, action: Callable[[], T]) -> T:
+    """Run a library call; a mistake the user can fix (UserError) ends the task with its one line."""
+    from nornos_infra.errors import UserError
+
+    try:
+        return action()
+    except UserError as exc:
+        sys.exit(f"{task_name}: {exc}")
+
+
 @task(help={"port": "localcloud port", "api_only": "no real machines: provision on the API alone (no root needed)"})
 def demo(c: Context, port: int = 8700, api_only: bool = False) -> None:
     """The quick start: localcloud with real Debian machines, dev provisioned and deployed, then
@@ -242,13 +254,9 @@ def test(c: Context, args: str = "") -> None:
 def secrets_init(c: Context, env: str = "dev") -> None:
     """Create secrets/<env>.sops.yaml with strong random values (SOPS + age); never overwrites."""
     from nornos_infra import secrets
-    from nornos_infra.errors import UserError
 
     _use_inventory_secrets(env)
-    try:
-        path = secrets.init(env)
-    except UserError as exc:
-        sys.exit(f"secrets.init: {exc}")
+    path = _or_exit("secrets.init", lambda: secrets.init(env))
     print(f"{path} created, encrypted to {', '.join(secrets.recipients(path.parent))}")
     print(f"fill the provided values (hcloud_token, s3 keys, slack webhook) with `invoke secrets.edit --env {env}`")
 
@@ -267,13 +275,9 @@ def secrets_edit(c: Context, env: str = "dev") -> None:
 def secrets_names(c: Context, env: str = "dev") -> None:
     """List the secret names of an env (never their values)."""
     from nornos_infra import secrets
-    from nornos_infra.errors import UserError
 
     _use_inventory_secrets(env)
-    try:
-        loaded = secrets.load(env)
-    except UserError as exc:
-        sys.exit(f"secrets.names: {exc}")
+    loaded = _or_exit("secrets.names", lambda: secrets.load(env))
     for name in sorted(loaded):
         print(f"{name}: {'set' if loaded[name] else 'EMPTY'}")
 
@@ -282,26 +286,18 @@ def secrets_names(c: Context, env: str = "dev") -> None:
 def kubeconfig(c: Context, env: str = "dev", key: str = "") -> None:
     """Fetch the cluster's kubeconfig (context nornos-<env>, mode 0600) from the first k3s server."""
     from nornos_infra import kubeconfig as kube_config
-    from nornos_infra.errors import UserError
 
-    try:
-        path = kube_config.fetch(env, _inventory(env), Path(key) if key else None)
-    except UserError as exc:
-        sys.exit(f"kubeconfig: {exc}")
+    path = _or_exit("kubeconfig", lambda: kube_config.fetch(env, _inventory(env), Path(key) if key else None))
     print(f"{path} written; use it with: export KUBECONFIG={path}")
 
 
 @task(help={"env": "environment", "dry_run": "print a diff (secret values masked); change nothing"})
 def manifests(c: Context, env: str = "dev", dry_run: bool = False) -> None:
     """Render, validate and server-side apply the Kubernetes manifests (prune, rollout waits)."""
-    from nornos_infra.errors import UserError
     from nornos_infra.kube.from_inventory import apply_from_inventory
 
     _use_inventory_secrets(env)
-    try:
-        report = apply_from_inventory(env, dry_run)
-    except UserError as exc:
-        sys.exit(f"manifests: {exc}")
+    report = _or_exit("manifests", lambda: apply_from_inventory(env, dry_run))
     for line in report.lines():
         print(line)
     if not report.ok:
@@ -349,13 +345,9 @@ def cost(c: Context, env: str = "dev") -> None:
 def images_pin(c: Context, env: str = "dev", release: str = "") -> None:
     """Pin manifests/overlays/<env> to the digests of the application's release (NORNOS_REPO_TOKEN, NORNOS_APP_REPO)."""
     from nornos_infra.ci import images
-    from nornos_infra.errors import UserError
 
     _inventory(env)
-    try:
-        pins = images.pin(env, release or None)
-    except UserError as exc:
-        sys.exit(f"images.pin: {exc}")
+    pins = _or_exit("images.pin", lambda: images.pin(env, release or None))
     for pin in pins:
         print(f"{pin.image}:{pin.tag}@{pin.digest}")
     print(f"{images.overlay_file(env)}: {len(pins)} image(s) pinned to release {pins[0].tag}")
@@ -365,13 +357,9 @@ def images_pin(c: Context, env: str = "dev", release: str = "") -> None:
 def ci_credentials(c: Context, env: str = "dev") -> None:
     """Write what the job's secrets hold (SOPS_AGE_KEY, SSH_PRIVATE_KEY, KUBECONFIG_B64) to files, mode 0600."""
     from nornos_infra.ci import credentials
-    from nornos_infra.errors import UserError
 
     _inventory(env)
-    try:
-        written = credentials.write_all(env)
-    except UserError as exc:
-        sys.exit(f"ci.credentials: {exc}")
+    written = _or_exit("ci.credentials", lambda: credentials.write_all(env))
     for item in written:
         print(item.line())
 
@@ -398,12 +386,10 @@ def ci_plan(c: Context, env: str = "dev", out: str = "plans") -> None:
 def ci_comment(c: Context, plans: str = "plans") -> None:
     """Put every env's plan into the pull request's one plan comment (created, then updated in place)."""
     from nornos_infra.ci import report
-    from nornos_infra.errors import UserError
 
-    try:
-        url = report.upsert_comment(report.comment_body(report.load_all(Path(plans)), os.environ.get("GITHUB_SHA", "")))
-    except UserError as exc:
-        sys.exit(f"ci.comment: {exc}")
+    body = _or_exit("ci.comment", lambda: report.comment_body(report.load_all(Path(plans)),
+                                                              os.environ.get("GITHUB_SHA", "")))
+    url = _or_exit("ci.comment", lambda: report.upsert_comment(body))
     print(f"plan comment: {url}")
 
 
@@ -411,13 +397,9 @@ def ci_comment(c: Context, plans: str = "plans") -> None:
 def ci_notify(c: Context, env: str = "dev", status: str = "success") -> None:
     """Tell Slack how the env's deploy went (SLACK_WEBHOOK_URL; without it, says so and sends nothing)."""
     from nornos_infra.ci import slack
-    from nornos_infra.errors import UserError
 
     _inventory(env)
-    try:
-        print(slack.notify(env, status))
-    except UserError as exc:
-        sys.exit(f"ci.notify: {exc}")
+    print(_or_exit("ci.notify", lambda: slack.notify(env, status)))
 
 
 secrets_tasks = Collection("secrets")

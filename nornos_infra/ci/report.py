@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ def add_to_job_summary(text: str, environ: Mapping[str, str] | None = None) -> P
     return Path(target)
 
 
-def comment_body(plans: list[Mapping[str, Any]], sha: str = "") -> str:
+def comment_body(plans: Sequence[Mapping[str, Any]], sha: str = "") -> str:
     head = f"{MARKER}\n## Plan{f' for {sha[:12]}' if sha else ''}\n"
     return head + "\n".join(markdown(plan) for plan in plans)
 
