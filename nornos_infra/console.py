@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from decimal import Decimal
 from typing import Any
 
@@ -69,6 +71,14 @@ def plan_json(plan: Plan) -> dict[str, Any]:
 def fail(message: str) -> None:
     """The one line a user sees for a mistake they can fix."""
     err.print(f"[red]error:[/red] {escape(message)}")
+
+
+def unexpected(exc: Exception, consequence: str = "") -> None:
+    """A bug, or an API that answers nonsense: one line; the traceback only with NORNOS_DEBUG set."""
+    if os.environ.get("NORNOS_DEBUG"):
+        traceback.print_exception(exc)
+    fail(f"unexpected error: {type(exc).__name__}: {str(exc)[:200]}; {consequence}run again with NORNOS_DEBUG=1 "
+         "for the traceback and report it")
 
 
 def interactive() -> bool:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import traceback
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -201,10 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         console.fail(f"the API refused a request: {exc.message} ({exc.code})")
         return EXIT_ERROR
     except Exception as exc:  # a bug or an API that answers nonsense: one line, the trace on request
-        if os.environ.get("NORNOS_DEBUG"):
-            traceback.print_exc()
-        console.fail(f"unexpected error: {type(exc).__name__}: {str(exc)[:200]}; run again with NORNOS_DEBUG=1 "
-                     "for the traceback and report it")
+        console.unexpected(exc)
         return EXIT_ERROR
     if args.json:
         print(json.dumps(as_json(table), indent=2))

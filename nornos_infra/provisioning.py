@@ -4,8 +4,6 @@ the inventory. Every user mistake ends in one line and exit status 1 with nothin
 from __future__ import annotations
 
 import json
-import os
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,10 +60,7 @@ def run(opts: Options) -> int:
         console.fail("interrupted; run again to converge (what was created is found by its labels)")
         return 130
     except Exception as exc:  # a bug or an API that answers nonsense: one line, the trace on request
-        if os.environ.get("NORNOS_DEBUG"):
-            traceback.print_exc()
-        console.fail(f"unexpected error: {type(exc).__name__}: {str(exc)[:200]}; nothing after it was changed; "
-                     "run again with NORNOS_DEBUG=1 for the traceback and report it")
+        console.unexpected(exc, "nothing after it was changed; ")
         return EXIT_ERROR
 
 
