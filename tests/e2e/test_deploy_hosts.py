@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,24 @@ class Env:
         cmd = [str(Path(sys.executable).parent / "pyinfra"), *flags, str(self.work / "inv" / "dev.py"),
                str(ROOT / "deploys" / deploy)]
         return subprocess.run(cmd, env=self.vars, capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+    @property
+    def project(self) -> Path:
+        """A checkout whose inventories/ are this env's (NORNOS_PROJECT_DIR), manifests/ its own copy."""
+        project = self.work / "project"
+        if not project.exists():
+            project.mkdir()
+            for name in ("environments", "deploys", "provision.py"):
+                (project / name).symlink_to(ROOT / name)
+            (project / "inventories").symlink_to(self.work / "inv")
+            shutil.copytree(ROOT / "manifests", project / "manifests")  # images.pin writes the overlays
+        return project
+
+    def invoke(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        """``invoke <args>`` as typed in a checkout of this env, pointed at this localcloud."""
+        env = {**self.vars, "NORNOS_PROJECT_DIR": str(self.project), "COLUMNS": "200", **extra}
+        return subprocess.run([str(Path(sys.executable).with_name("invoke")), *args], env=env, capture_output=True,
+                              text=True, timeout=1800, cwd=ROOT, stdin=subprocess.DEVNULL)
 
     def host(self, name: str) -> dict[str, Any]:
         return inventory.load(self.work / "inv" / "dev.py").host(name).data
@@ -176,17 +195,77 @@ def test_a_second_deploy_changes_nothing_and_diffs_hide_secrets(deployed: Env) -
     assert again.returncode == 0
     changed = changed_operations(again.stderr)
     assert not changed, "operations changed on the second run:\n" + "\n".join(changed)
-    # drift on a templated file: --dry --diff shows the change it would make, and no secret
+    # nothing pending anywhere: invoke plan exits 0 (the manifests cannot run: no cluster offline)
+    clean = deployed.invoke("plan", "--env", "dev", "--json")
+    assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-2000:]
+    data = json.loads(clean.stdout)
+    assert data["pending"] == [] and data["layers"]["hosts"]["state"] == "no changes", data["layers"]["hosts"]
+    # drift on a templated file: invoke plan (pyinfra --dry --diff inside) shows the change, and no secret
     deployed.on("nornos-dev-redis-1", "echo '# changed by hand' >> /etc/redis/redis.conf")
-    dry = deployed.pyinfra("--dry", "--diff")
-    assert dry.returncode == 0
+    plan = deployed.invoke("plan", "--env", "dev")
+    assert plan.returncode == 2, plan.stdout[-3000:] + plan.stderr[-2000:]
+    output = plan.stdout + plan.stderr
+    assert [ln for ln in plan.stdout.splitlines() if ln.startswith("== ")] == [
+        "== cloud: provision.py dev --dry-run", "== hosts: pyinfra --dry --diff inventories/dev.py deploys/all.py",
+        "== manifests: invoke manifests --env dev --dry-run (server-side dry run)"]
+    assert "# changed by hand" in output and "Redis | Redis settings: nornos-dev-redis-1" in output
+    assert plan.stdout.rstrip().splitlines()[-1].startswith(
+        "plan dev: cloud no changes (19 unchanged); hosts 1 operation(s) would change on 1 host(s): "
+        "nornos-dev-redis-1; manifests not run: no cluster")
     values = secrets.load("dev")
-    output = dry.stdout + dry.stderr
-    assert "# changed by hand" in output and "Redis settings" in output
     assert not [k for k in values if len(values[k]) > 8 and values[k] in output]
     assert deployed.on("nornos-dev-redis-1", "tail -1 /etc/redis/redis.conf") == "# changed by hand"  # dry
     assert deployed.pyinfra("-y").returncode == 0
     assert "# changed by hand" not in deployed.on("nornos-dev-redis-1", "cat /etc/redis/redis.conf")
+
+
+def test_the_workflows_invoke_calls_run_against_localcloud(deployed: Env) -> None:
+    """Every invoke call of the workflows, in job order, with the arguments and environment
+    GitHub would give it for dev: the secrets from this env's own files, GitHub, its registry and
+    Slack from the stand-in (tests/unit/fake_github.py)."""
+    from tests.unit.fake_github import TOKEN as GITHUB_TOKEN
+    from tests.unit.fake_github import WEBHOOK_PATH, FakeGitHub
+    from tests.workflows import invoke_argv, resolve, steps
+
+    home = deployed.work / "ci-home"
+    event = deployed.work / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 12}}))
+    with FakeGitHub() as github:
+        github.state.releases["nornos/platform"] = ["v0.9.1"]
+        github.state.images = {f"nornos/{s}": {"0.9.1"} for s in ("auth-service", "patient-app", "doctor-app",
+                                                                   "shared-data-server", "relay-server",
+                                                                   "agent-service")}
+        secret_values = {"secrets.HCLOUD_TOKEN": TOKEN, "secrets.SSH_PUBLIC_KEY": deployed.key.with_suffix(".pub")
+                         .read_text().strip(), "secrets.SOPS_AGE_KEY": (deployed.work / "age.txt").read_text(),
+                         "secrets.SSH_PRIVATE_KEY": deployed.key.read_text(), "secrets.KUBECONFIG": "",
+                         "secrets.NORNOS_REPO_TOKEN": GITHUB_TOKEN, "vars.NORNOS_APP_REPO": "nornos/platform",
+                         "secrets.SLACK_WEBHOOK_URL": github.url + WEBHOOK_PATH, "secrets.GITHUB_TOKEN": GITHUB_TOKEN}
+        github_job = {"HOME": str(home), "GITHUB_REPOSITORY": "nornos/infra", "GITHUB_API_URL": github.url,
+                      "GITHUB_EVENT_PATH": str(event), "GITHUB_SHA": "0123456789abcdef0123",
+                      "GITHUB_STEP_SUMMARY": str(deployed.work / "summary.md"), "NORNOS_GITHUB_API": github.url,
+                      "NORNOS_REGISTRY_URL": github.url, "SOPS_AGE_KEY_FILE": str(home / "age" / "keys.txt")}
+        ran = []
+        # a pull request's plan and comment first, then the deploy that follows its merge
+        for step in sorted(steps(), key=lambda s: s.workflow != "pull-request.yml"):
+            if invoke_argv(step.run) is None or (step.workflow == "pull-request.yml" and step.job == "test"):
+                continue
+            values = {**secret_values, "matrix.env": "dev", "inputs.env": "dev", "job.status": "success"}
+            env = {name: resolve(value, values) for name, value in step.env.items()}
+            argv = invoke_argv(resolve(step.run, values)) or []
+            done = deployed.invoke(*argv, **{**github_job, **env})
+            assert done.returncode == 0, f"{step.workflow} '{step.name}': {done.stdout[-2000:]}{done.stderr[-2000:]}"
+            ran.append(" ".join(argv[:1]))
+        assert ran == ["ci.credentials", "ci.plan", "ci.comment", "ci.credentials", "images.pin", "deploy",
+                       "ci.notify"]
+        comment, = github.state.comments.values()
+        assert "### Plan for `dev`: no changes" in comment["body"]
+        assert github.state.slack == [{"text": ":white_check_mark: deployed: *dev* at `0123456789ab`"}]
+    overlay = (deployed.project / "manifests" / "overlays" / "dev" / "kustomization.yaml").read_text()
+    assert overlay.count('newTag: "0.9.1"') == 6 and overlay.count("digest: sha256:") == 6
+    summary = (deployed.work / "summary.md").read_text()
+    assert "### Plan for `dev`: no changes" in summary
+    leaked = [k for k, v in secrets.load("dev").items() if len(v) > 8 and v in summary + comment["body"]]
+    assert leaked == []
 
 
 PG = "nornos-dev-postgres-1"
