@@ -182,11 +182,23 @@ def test_destroy_removes_everything_including_cluster_made_resources(prov: Provi
     requests.post(f"{prov.lc.endpoint}/load_balancers", headers=headers, timeout=10, json={
         "name": "a1b2c3", "load_balancer_type": "lb11", "location": "fsn1", "network": network["id"],
         "labels": {"hcloud-ccm/service-uid": "1234"}}).raise_for_status()
+    # what the CSI driver would create for a PersistentVolumeClaim: attached to one of our servers
+    worker = next(s for s in prov.resources("server") if "workers" in s["name"])
+    requests.post(f"{prov.lc.endpoint}/volumes", headers=headers, timeout=10, json={
+        "name": "pvc-1234", "size": 10, "server": worker["id"], "labels": {"managed-by": "csi-driver"}},
+    ).raise_for_status()
+    # someone else's, in the same project: not on our network, not on our servers; never touched
+    requests.post(f"{prov.lc.endpoint}/load_balancers", headers=headers, timeout=10, json={
+        "name": "someone-else", "load_balancer_type": "lb11", "location": "fsn1"}).raise_for_status()
+    requests.post(f"{prov.lc.endpoint}/volumes", headers=headers, timeout=10, json={
+        "name": "someone-elses-data", "size": 10, "location": "fsn1"}).raise_for_status()
     ok(prov.run("dev", "--destroy", "--yes"))
     for kind in ("server", "volume", "network", "firewall", "placement_group", "ssh_key", "load_balancer"):
         assert prov.resources(kind) == [], kind
     lbs = requests.get(f"{prov.lc.endpoint}/load_balancers", headers=headers, timeout=10).json()["load_balancers"]
-    assert lbs == []
+    assert [lb["name"] for lb in lbs] == ["someone-else"]
+    volumes = requests.get(f"{prov.lc.endpoint}/volumes", headers=headers, timeout=10).json()["volumes"]
+    assert [v["name"] for v in volumes] == ["someone-elses-data"]
     assert not (prov.inv_dir / "dev.py").exists()
 
 

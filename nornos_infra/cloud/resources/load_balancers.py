@@ -136,9 +136,8 @@ class LoadBalancers(Kind):
 
     def delete(self, ctx: Ctx, have: Observed, force: bool) -> None:
         self.lift_protection(ctx, have, force)
-        data = ctx.conn.request("DELETE", f"{self.path}/{have.id}", f"delete load balancer {have.name}")
-        if data:  # newer API versions answer with an action
-            ctx.wait(data.get("action"))
+        # 204 without a body (Hetzner's OpenAPI document): gone at once, no action to wait for
+        ctx.conn.request("DELETE", f"{self.path}/{have.id}", f"delete load balancer {have.name}")
 
 
 def w_service(settings: dict[str, Any], port: int) -> dict[str, Any]:
