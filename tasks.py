@@ -341,6 +341,41 @@ def cost(c: Context, env: str = "dev") -> None:
         sys.exit(1)
 
 
+def _snapshots(c: Context, *args: str) -> None:
+    _inventory(args[1])  # the env: a name, checked before anything runs
+    result = c.run(" ".join([sys.executable, "-m", "nornos_infra.snapshots", *args]), env=_localcloud_env(c),
+                   warn=True, pty=sys.stdin.isatty())
+    if result is None or result.exited != 0:
+        sys.exit(1)
+
+
+@task(help={"env": "environment", "pool": "only this pool's servers", "keep": "then keep the newest N runs per pool"})
+def snapshot_take(c: Context, env: str = "dev", pool: str = "", keep: int = 0) -> None:
+    """Snapshot every server of the env (or one pool), labelled with env, pool, server and time."""
+    _snapshots(c, "take", env, *(["--pool", pool] if pool else []), *(["--keep", str(keep)] if keep else []))
+
+
+@task(help={"env": "environment", "pool": "only this pool"})
+def snapshot_list(c: Context, env: str = "dev", pool: str = "") -> None:
+    """The env's snapshots, newest first."""
+    _snapshots(c, "list", env, *(["--pool", pool] if pool else []))
+
+
+@task(help={"env": "environment", "keep": "runs to keep per pool (default 7)", "pool": "only this pool",
+            "dry_run": "only say what would be deleted"})
+def snapshot_prune(c: Context, env: str = "dev", keep: int = 7, pool: str = "", dry_run: bool = False) -> None:
+    """Delete the snapshots older than the newest --keep runs of each pool."""
+    _snapshots(c, "prune", env, "--keep", str(keep), *(["--pool", pool] if pool else []),
+               *(["--dry-run"] if dry_run else []))
+
+
+@task(help={"env": "environment", "server": "the server to rebuild", "image": "the snapshot's id (snapshot.list)",
+            "yes": "do not ask (needed without a terminal)"})
+def snapshot_restore(c: Context, env: str = "dev", server: str = "", image: int = 0, yes: bool = False) -> None:
+    """Rebuild a server from one of its snapshots (its disk is replaced: asks first)."""
+    _snapshots(c, "restore", env, "--server", server, "--image", str(image), *(["--yes"] if yes else []))
+
+
 @task(help={"env": "environment", "release": "the application's release tag (default: its latest release)"})
 def images_pin(c: Context, env: str = "dev", release: str = "") -> None:
     """Pin manifests/overlays/<env> to the digests of the application's release (NORNOS_REPO_TOKEN, NORNOS_APP_REPO)."""
@@ -417,7 +452,12 @@ ci_tasks.add_task(ci_credentials, "credentials")
 ci_tasks.add_task(ci_plan, "plan")
 ci_tasks.add_task(ci_comment, "comment")
 ci_tasks.add_task(ci_notify, "notify")
+snapshot_tasks = Collection("snapshot")
+snapshot_tasks.add_task(snapshot_take, "take", default=True)
+snapshot_tasks.add_task(snapshot_list, "list")
+snapshot_tasks.add_task(snapshot_prune, "prune")
+snapshot_tasks.add_task(snapshot_restore, "restore")
 images_tasks = Collection("images")
 images_tasks.add_task(images_pin, "pin")
 ns = Collection(demo, provision, plan, destroy, configure, deploy, check, manifests, kubeconfig, cost, lint, test,
-                localcloud_tasks, secrets_tasks, ci_tasks, images_tasks)
+                localcloud_tasks, secrets_tasks, ci_tasks, images_tasks, snapshot_tasks)
