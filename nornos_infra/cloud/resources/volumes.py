@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from hcloud import APIException
+
 from nornos_infra.cloud.model import Change, Desired, Observed, Step
 from nornos_infra.cloud.resources.base import Ctx, Index, Kind, Verdict
+from nornos_infra.errors import UserError
 
 
 class Volumes(Kind):
@@ -95,6 +98,8 @@ class Volumes(Kind):
             try:
                 ctx.wait(ctx.conn.request("POST", f"{self.path}/{have.id}/actions/detach",
                                           f"detach {have.name}")["action"])
-            except Exception as exc:  # the server may be gone already; the delete below says what is wrong
+            except (APIException, UserError) as exc:
+                # the API's answer (the server may be gone already): the delete below says what is wrong;
+                # anything else is a bug and stops the run
                 ctx.log(f"detaching {have.name}: {exc}")
         ctx.conn.request("DELETE", f"{self.path}/{have.id}", f"delete volume {have.name}")
