@@ -341,6 +341,18 @@ def cost(c: Context, env: str = "dev") -> None:
         sys.exit(1)
 
 
+@task(help={"env": "environment", "only": "postgres or redis (default: both)"})
+def backup(c: Context, env: str = "dev", only: str = "") -> None:
+    """Run the nightly backups now, on the hosts (the scripts their cron jobs run); exit 1 if one failed."""
+    from nornos_infra import backup_now
+
+    results = _or_exit("backup", lambda: backup_now.run(_inventory(env), only or None))
+    for result in results:
+        print("\n".join(result.lines()))
+    if any(r.status != 0 for r in results):
+        sys.exit(1)
+
+
 def _snapshots(c: Context, *args: str) -> None:
     _inventory(args[1])  # the env: a name, checked before anything runs
     result = c.run(" ".join([sys.executable, "-m", "nornos_infra.snapshots", *args]), env=_localcloud_env(c),
@@ -459,5 +471,6 @@ snapshot_tasks.add_task(snapshot_prune, "prune")
 snapshot_tasks.add_task(snapshot_restore, "restore")
 images_tasks = Collection("images")
 images_tasks.add_task(images_pin, "pin")
-ns = Collection(demo, provision, plan, destroy, configure, deploy, check, manifests, kubeconfig, cost, lint, test,
+ns = Collection(demo, provision, plan, destroy, configure, deploy, check, manifests, kubeconfig, cost, backup,
+                lint, test,
                 localcloud_tasks, secrets_tasks, ci_tasks, images_tasks, snapshot_tasks)

@@ -69,6 +69,11 @@ def _data_volume(device: str) -> None:
     files.directory(name="Mount point", path=MOUNT, mode="755")
     server.shell(name="Mount the data volume", commands=[f"mountpoint -q {MOUNT} || mount {MOUNT}"],
                  _if=lambda: not _mounted())
+    # a volume grown in the env file (volume_gb) is grown by provision.py; the file system follows
+    # here, online (PostgreSQL keeps running), decided when the step runs: after this run's mount
+    grow = f"resize2fs {device}" if fs_type == "ext4" else f"xfs_growfs {MOUNT}"
+    server.shell(name="Grow the file system to the volume (online)", commands=[grow],
+                 _if=lambda: _volume_larger_than_filesystem(device, fs_type))
     files.directory(name="Data directory", path=DATA_DIR, user="postgres", group="postgres", mode="700")
 
 
@@ -141,6 +146,24 @@ def _roles_and_databases() -> None:
         elif app not in databases:
             postgres.sql(name=f"Create database {app}", sql=f"CREATE DATABASE {app} OWNER {app}",
                          _su_user="postgres")
+
+
+GROW_THRESHOLD = 1 << 20  # bytes: a grown volume adds whole GB; a grown file system ends within a block
+
+
+def _volume_larger_than_filesystem(device: str, fs_type: str) -> bool:
+    """The block device's size against the file system's own (blocks times block size: df would
+    leave out the metadata), both read when the step runs."""
+    size_of_fs = (f"dumpe2fs -h {device} 2>/dev/null | awk -F: '/^Block count/{{c=$2}} /^Block size/{{s=$2}} "
+                  "END{print c*s}'" if fs_type == "ext4" else
+                  f"xfs_info {MOUNT} | sed -n 's/^data *= *bsize=\\([0-9]*\\) *blocks=\\([0-9]*\\).*/\\1 \\2/p' "
+                  "| awk '{print $1*$2}'")
+    output = host.get_fact(Command, command=f"echo $(blockdev --getsize64 {device}) $({size_of_fs})")
+    try:
+        device_bytes, fs_bytes = (int(v) for v in str(output).split())
+    except ValueError:
+        return False  # not mounted or not readable: nothing to grow yet
+    return device_bytes - fs_bytes > GROW_THRESHOLD
 
 
 def _mounted() -> bool:

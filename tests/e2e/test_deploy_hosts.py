@@ -468,6 +468,21 @@ def test_backup_round_trip_and_retention(deployed: Env) -> None:
     assert owner == "patient_app"
 
 
+def test_invoke_backup_runs_the_nightly_backups_now(deployed: Env) -> None:
+    status = "cut -d' ' -f1,2 /var/lib/nornos/backup.status.postgres"
+    before = deployed.on(PG, status)
+    dumps = "ls -1 /mnt/postgres-data/backups | grep -c '^patient_app-'"
+    done = deployed.invoke("backup", "--env", "dev")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert f"{PG}: /usr/local/sbin/nornos-pg-backup: done" in lines
+    assert "nornos-dev-redis-1: /usr/local/sbin/nornos-redis-backup: done" in lines
+    assert deployed.on(PG, status) != before and deployed.on(PG, status).startswith("ok ")
+    assert int(deployed.on(PG, dumps)) >= 1
+    refused = deployed.invoke("backup", "--env", "dev", "--only", "mysql")
+    assert (refused.returncode, refused.stderr.strip()) == (1, "backup: --only 'mysql': use one of postgres, redis")
+
+
 def test_a_failed_backup_is_visible(deployed: Env) -> None:
     import http.server
     import threading
@@ -499,6 +514,31 @@ def test_a_failed_backup_is_visible(deployed: Env) -> None:
         deployed.on(PG, f"echo {original} | base64 -d > {settings} && systemctl start postgresql")
         server.shutdown()
     assert _as_cron(deployed, "nornos-backup").returncode == 0
+
+
+def test_a_grown_volume_grows_its_file_system_online(deployed: Env) -> None:
+    """volume_gb 50 -> 60 (here through the overrides file, deep-merged over dev.yaml): provision.py
+    grows the volume, the deploy grows ext4 while PostgreSQL runs; the data is unchanged, and a
+    second deploy changes nothing."""
+    table = "runuser -u postgres -- psql -d patient_app -tAc"
+    deployed.on(PG, f"{table} \"set role patient_app; create table if not exists grown (id int primary key); "
+                    "insert into grown select generate_series(1, 1000) on conflict do nothing\"")
+    before = deployed.on(PG, f"{table} \"select count(*) || ':' || sum(id) from grown\"")
+    size = "df -B1G --output=size /mnt/postgres-data | tail -1"
+    assert int(deployed.on(PG, size)) < 50
+    extra = yaml.safe_load(deployed.overrides.read_text())
+    extra.setdefault("pools", {}).setdefault("postgres", {})["volume_gb"] = 60
+    deployed.overrides.write_text(yaml.safe_dump(extra))
+    deployed.provision()
+    deploy = deployed.pyinfra("-y")
+    assert deploy.returncode == 0, deploy_errors(deploy.stderr)
+    assert [op for op in changed_operations(deploy.stderr) if "Grow the file system" in op], \
+        changed_operations(deploy.stderr)
+    assert 57 <= int(deployed.on(PG, size)) <= 60
+    assert deployed.on(PG, f"systemctl is-active postgresql@{PG_VERSION}-main") == "active"
+    assert deployed.on(PG, f"{table} \"select count(*) || ':' || sum(id) from grown\"") == before
+    again = deployed.pyinfra("-y")
+    assert again.returncode == 0 and changed_operations(again.stderr) == []
 
 
 def test_the_reachability_summary_matches_the_design(deployed: Env) -> None:

@@ -1,0 +1,71 @@
+"""``invoke backup --env E [--only postgres|redis]``: the nightly backups, run now.
+
+Runs on each data host the same script its cron job runs (``nornos-pg-backup`` at 03:00,
+``nornos-redis-backup`` at 03:30, both written by nornos_infra/roles/backups.py), logged in as
+pyinfra logs in (the inventory's user and key, the host key pinned in its known_hosts file).
+The script's own output, status file and Slack message are what a nightly run gives; its exit
+status is the task's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nornos_infra import inventory
+from nornos_infra.errors import UserError
+from nornos_infra.ssh_access import SshAccess
+
+SCRIPTS = {"postgres": "/usr/local/sbin/nornos-pg-backup", "redis": "/usr/local/sbin/nornos-redis-backup"}
+TIMEOUT = 3600.0  # seconds: a large database's dump and upload
+
+
+@dataclass(frozen=True)
+class Result:
+    host: str
+    script: str
+    status: int
+    output: str
+
+    def lines(self) -> list[str]:
+        verdict = "done" if self.status == 0 else f"FAILED (exit {self.status})"
+        return [f"{self.host}: {self.script}: {verdict}", *(f"  {line}" for line in self.output.splitlines())]
+
+
+def run(inventory_file: Path, only: str | None = None) -> list[Result]:
+    """Each data host's backup, one after the other (PostgreSQL first)."""
+    if only is not None and only not in SCRIPTS:
+        raise UserError(f"--only {only!r}: use one of {', '.join(SCRIPTS)}")
+    loaded = inventory.load(inventory_file)
+    results = []
+    for group in [only] if only else list(SCRIPTS):
+        hosts = loaded.hosts(group)
+        if not hosts:
+            raise UserError(f"{inventory_file} has no {group} host; run provision.py and deploys/all.py first")
+        for host in hosts:
+            results.append(_on(host, SCRIPTS[group]))
+    return results
+
+
+def _on(host: inventory.Host, script: str) -> Result:
+    import paramiko
+
+    access = SshAccess.from_data(host.data)
+    client = access.paramiko_client()
+    try:
+        client.connect(host.ssh_hostname, port=int(host.data.get("ssh_port") or 22), username=access.user,
+                       timeout=10, allow_agent=access.key is None, look_for_keys=access.key is None,
+                       key_filename=str(access.key) if access.key else None)
+        _, stdout, stderr = client.exec_command(f"test -x {script} || exit 127; {script}", timeout=TIMEOUT)
+        status = stdout.channel.recv_exit_status()
+        output = (stdout.read() + stderr.read()).decode(errors="replace").strip()
+    except paramiko.BadHostKeyException:
+        raise UserError(f"{host.name} ({host.ssh_hostname}) presented a host key that is not the one pinned in "
+                        f"{access.known_hosts}: refusing to connect (docs/RUNBOOK.md, 'Host keys')") from None
+    except (paramiko.SSHException, OSError) as exc:
+        raise UserError(f"cannot log in to {host.name} ({host.ssh_hostname}): {exc}") from None
+    finally:
+        client.close()
+    if status == 127:
+        output = f"{script} is not there: deploy the backups first (pyinfra ... deploys/all.py)"
+    return Result(host.name, script, status, output)
