@@ -9,6 +9,7 @@ says "no changes" and sends nothing. The apply runs through the real CLI, as peo
 from __future__ import annotations
 
 import copy
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -375,6 +376,18 @@ def test_server_detached_from_the_network_is_attached_again(prov: Provisioner, d
     plan_apply_converge(prov, ["~ server nornos-dev-redis-1 attach to network nornos-dev"],
                         [("POST", f"/servers/{redis['id']}/actions/attach_to_network")])
     assert [p["network"] for p in one(prov, "server", "nornos-dev-redis-1")["private_net"]] == [network["id"]]
+
+
+def test_a_server_found_off_is_powered_on(prov: Provisioner, dev: dict[str, Any]) -> None:
+    redis = one(prov, "server", "nornos-dev-redis-1")
+    api(prov, "POST", f"/servers/{redis['id']}/actions/poweroff", {})
+    for _ in range(100):  # the power-off action runs for a moment
+        if one(prov, "server", "nornos-dev-redis-1")["status"] == "off":
+            break
+        time.sleep(0.05)
+    plan_apply_converge(prov, ["~ server nornos-dev-redis-1 power on (the server is off)"],
+                        [("POST", f"/servers/{redis['id']}/actions/poweron")])
+    assert one(prov, "server", "nornos-dev-redis-1")["status"] == "running"
 
 
 def test_server_resize_powers_off_changes_type_and_powers_on(prov: Provisioner, dev: dict[str, Any]) -> None:
