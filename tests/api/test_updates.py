@@ -285,6 +285,18 @@ def test_network_range_grows_in_place(prov: Provisioner, dev: dict[str, Any]) ->
     assert len(after["servers"]) == 6
 
 
+def test_network_range_that_shrinks_or_moves_is_a_replace_never_a_grow(prov: Provisioner,
+                                                                       dev: dict[str, Any]) -> None:
+    # same start but smaller; same size elsewhere (its subnet moved along)
+    for ip_range, subnet in (("10.0.0.0/17", "10.0.1.0/24"), ("10.1.0.0/16", "10.1.1.0/24")):
+        write_env(prov, network={**dev["network"], "ip_range": ip_range, "subnet": subnet})
+        dry = prov.run("dev", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        network_lines = [line for line in plan_lines(dry.stdout) if " network nornos-dev " in line]
+        assert network_lines == [f"-/+ network nornos-dev ip_range 10.0.0.0/16 -> {ip_range} cannot be changed "
+                                 "in place"], dry.stdout
+
+
 def test_network_subnet_added_by_hand_is_removed(prov: Provisioner, dev: dict[str, Any]) -> None:
     network = one(prov, "network", "nornos-dev")
     api(prov, "POST", f"/networks/{network['id']}/actions/add_subnet",
