@@ -380,6 +380,20 @@ def test_load_balancer_targets_repaired(prov: Provisioner, dev: dict[str, Any]) 
         "label_selector", selector, True)
 
 
+def test_a_resource_made_by_hand_under_our_name_is_adopted_not_its_neighbour(prov: Provisioner) -> None:
+    """The create answers uniqueness_error: the resource of that exact name is adopted (labelled),
+    never another one the list happens to hold first."""
+    other = api(prov, "POST", "/placement_groups", {"name": "a-neighbour", "type": "spread"})["placement_group"]
+    ours = api(prov, "POST", "/placement_groups", {"name": "nornos-dev-redis-spread-1",
+                                                   "type": "spread"})["placement_group"]
+    write_env(prov)
+    ok(prov.run("dev"))
+    adopted = one(prov, "placement_group", "nornos-dev-redis-spread-1")
+    assert adopted["id"] == ours["id"] and adopted["labels"]["nornos.io/env"] == "dev"
+    neighbour = next(g for g in api(prov, "GET", "/placement_groups")["placement_groups"] if g["id"] == other["id"])
+    assert neighbour["labels"] == {}
+
+
 # -- servers -----------------------------------------------------------------------------------------
 def test_server_detached_from_the_network_is_attached_again(prov: Provisioner, dev: dict[str, Any]) -> None:
     redis = one(prov, "server", "nornos-dev-redis-1")

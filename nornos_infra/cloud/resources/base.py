@@ -133,7 +133,8 @@ class Kind:
 
     def find_by_name(self, ctx: Ctx, name: str) -> dict[str, Any] | None:
         items = ctx.conn.request("GET", self.path, f"find {self.kind} {name}", params={"name": name})[self.key]
-        return items[0] if items else None
+        # the exact name, whatever the API made of the filter: adopting another resource would relabel it
+        return next((item for item in items if item.get("name") == name), None)
 
     def create_or_adopt(self, ctx: Ctx, want: Desired, post: Callable[[], dict[str, Any]],
                         item_key: str) -> tuple[dict[str, Any], bool]:
