@@ -90,3 +90,16 @@ def test_localcloud_reports_half_pairs_and_other_key_kinds() -> None:
     assert plan["problems"] == ["ssh_keys: ed25519_private and ed25519_public go together; ed25519 not written"]
     assert cloudinit.plan("#cloud-config\nssh_keys: [a]\n", "i-2")["problems"] == [
         "ssh_keys must be a mapping such as {ed25519_private: ..., ed25519_public: ...}"]
+
+
+def test_the_ssh_key_fingerprint_is_what_ssh_keygen_and_hetzner_show(tmp_path: Path) -> None:
+    """The MD5 fingerprint provision.py looks a key up by (GET /ssh_keys?fingerprint=...) is the one
+    Hetzner shows and ``ssh-keygen -l -E md5`` prints."""
+    from nornos_infra.cloud.resources.ssh_keys import _fingerprint
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
+    public = (tmp_path / "k.pub").read_text().strip()
+    printed = subprocess.run(["ssh-keygen", "-l", "-E", "md5", "-f", str(tmp_path / "k.pub")], check=True,
+                             capture_output=True, text=True).stdout.split()[1]
+    assert _fingerprint(public) == printed.removeprefix("MD5:")
+    assert len(_fingerprint(public).split(":")) == 16
