@@ -145,7 +145,7 @@ def _summary(client: Client, endpoint: str, net: BoundNetwork, fw: BoundFirewall
         table.add_column(column)
     for server in client.servers.get_all(label_selector="managed-by=localcloud-tour"):
         table.add_row("server", server.name, server.location.name if server.location else "-",
-                      _server_addresses(server) + f"  [{server.status}]")
+                      _server_addresses(server) + f"  ({server.status})")
     table.add_row("network", net.name, "eu-central", "10.0.0.0/16, subnet 10.0.1.0/24")
     table.add_row("firewall", fw.name, "-", "in tcp/22 from 192.0.2.0/24, applied by label nornos.io/env=tour")
     assert vol.volume.id is not None and lb.load_balancer.id is not None

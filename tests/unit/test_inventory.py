@@ -347,3 +347,19 @@ def test_the_env_files_roles_are_the_vocabularys() -> None:
     from nornos_infra.vocabulary import GROUP_OF_ROLE
 
     assert get_args(PoolSpec.model_fields["role"].annotation) == tuple(GROUP_OF_ROLE)
+
+
+def test_the_inventory_summary_shows_every_host_and_the_network(spec: EnvSpec, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m nornos_infra.inventory_summary`` (the demo's table of the generated inventory)."""
+    from nornos_infra import inventory_summary
+
+    path = tmp_path / "dev.py"
+    path.write_text(_text(spec, observed_env(spec)))
+    assert inventory_summary.main(path) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "nornos-dev-" in line]
+    assert len(rows) == 6 and any("postgres" in r and "/dev/disk/by-id/" in r for r in rows)
+    assert out.rstrip().splitlines()[-1].startswith("network 10.0.0.0/16, load balancer ")
+    assert inventory_summary.main(tmp_path / "staging.py") == 1
+    assert "staging.py does not exist" in capsys.readouterr().err
