@@ -151,19 +151,29 @@ def _roles_and_databases() -> None:
 GROW_THRESHOLD = 1 << 20  # bytes: a grown volume adds whole GB; a grown file system ends within a block
 
 
-def _volume_larger_than_filesystem(device: str, fs_type: str) -> bool:
-    """The block device's size against the file system's own (blocks times block size: df would
-    leave out the metadata), both read when the step runs."""
+def sizes_command(device: str, fs_type: str) -> str:
+    """Prints the block device's size and the file system's own (blocks times block size: df
+    would leave out the metadata), in bytes, on one line."""
+    # printf, not print: Debian's awk (mawk) prints products past 2^31 as 5.36871e+10
     size_of_fs = (f"dumpe2fs -h {device} 2>/dev/null | awk -F: '/^Block count/{{c=$2}} /^Block size/{{s=$2}} "
-                  "END{print c*s}'" if fs_type == "ext4" else
+                  "END{printf \"%.0f\\n\", c*s}'" if fs_type == "ext4" else
                   f"xfs_info {MOUNT} | sed -n 's/^data *= *bsize=\\([0-9]*\\) *blocks=\\([0-9]*\\).*/\\1 \\2/p' "
-                  "| awk '{print $1*$2}'")
-    output = host.get_fact(Command, command=f"echo $(blockdev --getsize64 {device}) $({size_of_fs})")
+                  "| awk '{printf \"%.0f\\n\", $1*$2}'")
+    return f"echo $(blockdev --getsize64 {device}) $({size_of_fs})"
+
+
+def volume_larger_than_filesystem(output: str) -> bool:
+    """From sizes_command's output: the volume grew past its file system."""
     try:
-        device_bytes, fs_bytes = (int(v) for v in str(output).split())
+        device_bytes, fs_bytes = (int(v) for v in output.split())
     except ValueError:
         return False  # not mounted or not readable: nothing to grow yet
     return device_bytes - fs_bytes > GROW_THRESHOLD
+
+
+def _volume_larger_than_filesystem(device: str, fs_type: str) -> bool:
+    """Read when the step runs (after this run's mount)."""
+    return volume_larger_than_filesystem(str(host.get_fact(Command, command=sizes_command(device, fs_type))))
 
 
 def _mounted() -> bool:

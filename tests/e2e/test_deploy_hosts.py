@@ -530,10 +530,12 @@ def test_a_grown_volume_grows_its_file_system_online(deployed: Env) -> None:
     extra.setdefault("pools", {}).setdefault("postgres", {})["volume_gb"] = 60
     deployed.overrides.write_text(yaml.safe_dump(extra))
     deployed.provision()
+    device = deployed.host(PG)["volume_device"]
+    sizes = deployed.on(PG, f"blockdev --getsize64 {device}; dumpe2fs -h {device} 2>&1 | grep -E '^Block (count|size)'")
     deploy = deployed.pyinfra("-y")
     assert deploy.returncode == 0, deploy_errors(deploy.stderr)
     assert [op for op in changed_operations(deploy.stderr) if "Grow the file system" in op], \
-        changed_operations(deploy.stderr)
+        f"{sizes}\n{changed_operations(deploy.stderr)}\n{deploy.stderr[-3000:]}"
     assert 57 <= int(deployed.on(PG, size)) <= 60
     assert deployed.on(PG, f"systemctl is-active postgresql@{PG_VERSION}-main") == "active"
     assert deployed.on(PG, f"{table} \"select count(*) || ':' || sum(id) from grown\"") == before
