@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from pyinfra import logger
 from pyinfra.api.exceptions import OperationError
 from pyinfra.context import host
 from pyinfra.facts.server import Command
@@ -19,7 +20,7 @@ from pyinfra.operations import files, postgres, server, systemd
 
 from nornos_infra.paths import TEMPLATES
 from nornos_infra.roles import context, scram, sizing
-from nornos_infra.roles.facts import FilesystemType, MemoryMb, PostgresNames, PostgresPasswordVerifier
+from nornos_infra.roles.facts import FilesystemType, InContainer, MemoryMb, PostgresNames, PostgresPasswordVerifier
 from nornos_infra.roles.ops import apt_packages, apt_update
 from nornos_infra.vocabulary import DB_APPS, sql_name
 
@@ -69,11 +70,7 @@ def _data_volume(device: str) -> None:
     files.directory(name="Mount point", path=MOUNT, mode="755")
     server.shell(name="Mount the data volume", commands=[f"mountpoint -q {MOUNT} || mount {MOUNT}"],
                  _if=lambda: not _mounted())
-    # a volume grown in the env file (volume_gb) is grown by provision.py; the file system follows
-    # here, online (PostgreSQL keeps running), decided when the step runs: after this run's mount
-    grow = f"resize2fs {device}" if fs_type == "ext4" else f"xfs_growfs {MOUNT}"
-    server.shell(name="Grow the file system to the volume (online)", commands=[grow],
-                 _if=lambda: _volume_larger_than_filesystem(device, fs_type))
+    _grow_filesystem(device, fs_type)
     files.directory(name="Data directory", path=DATA_DIR, user="postgres", group="postgres", mode="700")
 
 
@@ -149,6 +146,21 @@ def _roles_and_databases() -> None:
 
 
 GROW_THRESHOLD = 1 << 20  # bytes: a grown volume adds whole GB; a grown file system ends within a block
+
+
+def _grow_filesystem(device: str, fs_type: str) -> None:
+    """A volume grown in the env file (volume_gb) is grown by provision.py; the file system follows
+    here, online (PostgreSQL keeps running), decided when the step runs: after this run's mount.
+    In a container (localcloud's machines) the resize ioctl is refused (EPERM: no CAP_SYS_RESOURCE
+    under systemd-nspawn): there the deploy says so instead of failing."""
+    if host.get_fact(InContainer):
+        if _volume_larger_than_filesystem(device, fs_type):
+            logger.warning(f"{host.name}: {MOUNT} is smaller than its volume, and a file system cannot grow "
+                           "online in a container; on a server this deploy grows it")
+        return
+    grow = f"resize2fs {device}" if fs_type == "ext4" else f"xfs_growfs {MOUNT}"
+    server.shell(name="Grow the file system to the volume (online)", commands=[grow],
+                 _if=lambda: _volume_larger_than_filesystem(device, fs_type))
 
 
 def sizes_command(device: str, fs_type: str) -> str:

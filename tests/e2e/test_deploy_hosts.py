@@ -516,27 +516,26 @@ def test_a_failed_backup_is_visible(deployed: Env) -> None:
     assert _as_cron(deployed, "nornos-backup").returncode == 0
 
 
-def test_a_grown_volume_grows_its_file_system_online(deployed: Env) -> None:
-    """volume_gb 50 -> 60 (here through the overrides file, deep-merged over dev.yaml): provision.py
-    grows the volume, the deploy grows ext4 while PostgreSQL runs; the data is unchanged, and a
-    second deploy changes nothing."""
+def test_a_grown_volume_on_localcloud_is_said_not_failed(deployed: Env) -> None:
+    """volume_gb 50 -> 60 (through the overrides file, deep-merged over dev.yaml): provision.py grows
+    the volume and the machine sees 60 GB. The kernel refuses an online resize inside a container
+    (EPERM under systemd-nspawn), so on localcloud the deploy says the file system is smaller than
+    its volume instead of failing; the data is untouched and a second deploy changes nothing. The
+    role's check and the online resize on a real kernel: tests/unit/test_volume_growth.py."""
     table = "runuser -u postgres -- psql -d patient_app -tAc"
     deployed.on(PG, f"{table} \"set role patient_app; create table if not exists grown (id int primary key); "
                     "insert into grown select generate_series(1, 1000) on conflict do nothing\"")
     before = deployed.on(PG, f"{table} \"select count(*) || ':' || sum(id) from grown\"")
-    size = "df -B1G --output=size /mnt/postgres-data | tail -1"
-    assert int(deployed.on(PG, size)) < 50
     extra = yaml.safe_load(deployed.overrides.read_text())
     extra.setdefault("pools", {}).setdefault("postgres", {})["volume_gb"] = 60
     deployed.overrides.write_text(yaml.safe_dump(extra))
     deployed.provision()
     device = deployed.host(PG)["volume_device"]
-    sizes = deployed.on(PG, f"blockdev --getsize64 {device}; dumpe2fs -h {device} 2>&1 | grep -E '^Block (count|size)'")
+    assert deployed.on(PG, f"blockdev --getsize64 {device}") == str(60 << 30)
     deploy = deployed.pyinfra("-y")
     assert deploy.returncode == 0, deploy_errors(deploy.stderr)
-    assert [op for op in changed_operations(deploy.stderr) if "Grow the file system" in op], \
-        f"{sizes}\n{changed_operations(deploy.stderr)}\n{deploy.stderr[-3000:]}"
-    assert 57 <= int(deployed.on(PG, size)) <= 60
+    assert "is smaller than its volume, and a file system cannot grow online in a container" in \
+        deploy.stdout + deploy.stderr
     assert deployed.on(PG, f"systemctl is-active postgresql@{PG_VERSION}-main") == "active"
     assert deployed.on(PG, f"{table} \"select count(*) || ':' || sum(id) from grown\"") == before
     again = deployed.pyinfra("-y")
