@@ -60,7 +60,6 @@ class Applier:
     def __init__(self, conn: Connection, plan: Plan, *, force: bool = False, concurrency: int = 16,
                  log: Callable[[str], None] = print, on_done: Callable[[Change], None] | None = None,
                  on_progress: Callable[[Progress], None] | None = None) -> None:
-        self.conn = conn
         self.plan = plan
         self.force = force
         self.concurrency = concurrency
