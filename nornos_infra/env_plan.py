@@ -168,14 +168,15 @@ def hosts(env: str, load_secrets: Callable[[str], Mapping[str, str]] = env_secre
     listing = [f"  ~ {op['name']}: {', '.join(op['hosts_with_change'])}" for op in sure]
     listing += [f"  ? {op['name']}: {', '.join(op['hosts_with_conditional_change'])} (only if the changes above "
                 "call for it)" for op in maybe]
-    body = "\n".join([*listing, mask(_diff_lines(log), values)]).strip("\n")
+    diff = _diff_lines(log)  # from the masked log
+    body = "\n".join([*listing, diff]).strip("\n")
     if done.returncode != 0:
         return Layer("hosts", FAILED, f"failed: pyinfra exit {done.returncode}", shown, body)
     summary = (f"{len(sure)} operation(s) would change on {len(changed_hosts)} host(s): {', '.join(changed_hosts)}"
                if sure else "no changes")
     data = {"operations": [{"name": op["name"], "hosts": op["hosts_with_change"]} for op in sure],
             "conditional": [{"name": op["name"], "hosts": op["hosts_with_conditional_change"]} for op in maybe],
-            "diff": mask(_diff_lines(log), values)}
+            "diff": diff}
     return Layer("hosts", PENDING if sure else CLEAN, summary, shown, body, data)
 
 

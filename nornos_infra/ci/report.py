@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from nornos_infra.cloud.model import Op
 from nornos_infra.errors import UserError
 
 MARKER = "<!-- nornos-plan -->"
@@ -46,8 +47,8 @@ def _detail(name: str, layer: Mapping[str, Any]) -> str:
     data = layer.get("data") or {}
     if name == "cloud" and data.get("plan"):
         cloud = data["plan"]
-        rows = [f"{_symbol(c['op'])} {c['kind']} {c['name']}: {'; '.join(c['reasons']) or 'unchanged'}"
-                for c in cloud["changes"] if c["op"] != "no-op"]
+        rows = [f"{Op(c['op']).symbol} {c['kind']} {c['name']}: {'; '.join(c['reasons']) or 'unchanged'}"
+                for c in cloud["changes"] if c["op"] != Op.NOOP.value]
         cost = cloud.get("cost") or {}
         if cost.get("after") is not None:
             rows.append(f"monthly cost: EUR {cost.get('before')} -> EUR {cost['after']} (net, excl. VAT)")
@@ -58,10 +59,6 @@ def _detail(name: str, layer: Mapping[str, Any]) -> str:
     if name == "manifests" and data:
         return str(data.get("diff") or "")
     return str(layer.get("body") or "")
-
-
-def _symbol(op: str) -> str:
-    return {"create": "+", "delete": "-", "replace": "-/+"}.get(op, "~")
 
 
 ENV_ORDER = {"dev": 0, "staging": 1, "production": 2}
