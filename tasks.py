@@ -76,9 +76,28 @@ def _localcloud_vars(running: Running) -> dict[str, str]:
     key = STATE / "ssh" / "id_ed25519"
     ensure_keypair(key)
     address = str(tour.side(running.endpoint, "health").get("admin_address") or "198.51.100.1")
+    storage = tour.side(running.endpoint, "objectstorage")
     overrides.write(OVERRIDES, overrides.for_localcloud(running.endpoint, address, key.resolve(),
-                                                        (STATE / "secrets").resolve(), (STATE / "age.txt").resolve()))
+                                                        (STATE / "secrets").resolve(), (STATE / "age.txt").resolve(),
+                                                        storage))
     return {**running.env, overrides.ENV_VAR: str(OVERRIDES.resolve())}
+
+
+def _localcloud_secrets(env: str, endpoint: str) -> Path:
+    """The env's secrets for localcloud (in .localcloud/secrets, made once), holding localcloud's
+    Object Storage key: a new localcloud state has a new key, so it is set on every run."""
+    from localcloud import tour
+    from nornos_infra import secrets
+
+    directory = STATE / "secrets"
+    if not secrets.path_for(env, directory).exists():
+        secrets.init(env, directory=directory, identity=STATE / "age.txt")
+        print(f"\n== secrets: {secrets.path_for(env, directory)} (SOPS + age, key {STATE / 'age.txt'})")
+    storage = tour.side(endpoint, "objectstorage")
+    os.environ["SOPS_AGE_KEY_FILE"] = str((STATE / "age.txt").resolve())
+    secrets.update(env, {"object_storage_access_key": storage["access_key"],
+                         "object_storage_secret_key": storage["secret_key"]}, directory)
+    return secrets.path_for(env, directory)
 
 
 def _localcloud_env(c: Context, real_hosts: bool = False) -> dict[str, str]:
@@ -184,7 +203,6 @@ def demo(c: Context, port: int = 8700, api_only: bool = False) -> None:
 
     from localcloud import control, tour
     from localcloud.hosts.system import why_unsupported
-    from nornos_infra import secrets
     from nornos_infra.errors import UserError
 
     reason = "--api-only" if api_only else why_unsupported()
@@ -209,12 +227,14 @@ def demo(c: Context, port: int = 8700, api_only: bool = False) -> None:
     print(f"\n== inventory: {inventory}")
     c.run(f"{sys.executable} -m nornos_infra.inventory_summary {inventory}", pty=False)
     if hosts == "nspawn":
-        if not (STATE / "secrets" / "dev.sops.yaml").exists():
-            try:
-                made = secrets.init("dev", directory=STATE / "secrets", identity=STATE / "age.txt")
-            except UserError as exc:
-                sys.exit(f"demo: {exc}")
-            print(f"\n== secrets: {made} (SOPS + age, key {STATE / 'age.txt'})")
+        try:
+            _localcloud_secrets("dev", running.endpoint)
+        except UserError as exc:
+            sys.exit(f"demo: {exc}")
+        print("\n== backup bucket: python -m nornos_infra.backup_bucket dev (localcloud's Object Storage)")
+        result = c.run(f"{sys.executable} -m nornos_infra.backup_bucket dev", env=env, warn=True, pty=False)
+        if result is None or result.exited != 0:
+            sys.exit("demo: the backup bucket could not be made (see above)")
         # the bare commands: user, key, known host keys and secrets all come from the inventory
         print("\n== deploy: pyinfra -y inventories/dev.py deploys/all.py")
         result = c.run(f"{BIN / 'pyinfra'} -y {inventory} {ROOT / 'deploys' / 'all.py'}", warn=True, pty=False)
@@ -304,10 +324,24 @@ def manifests(c: Context, env: str = "dev", dry_run: bool = False) -> None:
         sys.exit(1)
 
 
+@task(help={"env": "environment", "dry_run": "say what would change; change nothing (exit 2 when pending)"})
+def bucket(c: Context, env: str = "dev", dry_run: bool = False) -> None:
+    """The env's offsite backup bucket on Object Storage: made with object lock, versioning and expiry."""
+    _inventory(env)
+    extra = _localcloud_env(c)
+    if extra:  # localcloud: its Object Storage key goes into the env's secrets there
+        _or_exit("bucket", lambda: _localcloud_secrets(env, extra["HCLOUD_ENDPOINT"]))
+    flags = " --dry-run" if dry_run else ""
+    result = c.run(f"{sys.executable} -m nornos_infra.backup_bucket {env}{flags}", env=extra, warn=True, pty=False)
+    if result is None or result.exited != 0:
+        sys.exit(result.exited if result is not None else 1)
+
+
 @task(help={"env": "environment"})
 def deploy(c: Context, env: str = "dev") -> None:
-    """provision -> configure (pyinfra deploys/all.py) -> manifests (its last step)."""
+    """provision -> backup bucket -> configure (pyinfra deploys/all.py) -> manifests (its last step)."""
     _provision(c, env, "--yes", real_hosts=True)
+    bucket(c, env)
     configure(c, env)
 
 
@@ -471,6 +505,6 @@ snapshot_tasks.add_task(snapshot_prune, "prune")
 snapshot_tasks.add_task(snapshot_restore, "restore")
 images_tasks = Collection("images")
 images_tasks.add_task(images_pin, "pin")
-ns = Collection(demo, provision, plan, destroy, configure, deploy, check, manifests, kubeconfig, cost, backup,
+ns = Collection(demo, provision, plan, destroy, bucket, configure, deploy, check, manifests, kubeconfig, cost, backup,
                 lint, test,
                 localcloud_tasks, secrets_tasks, ci_tasks, images_tasks, snapshot_tasks)

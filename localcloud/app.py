@@ -162,6 +162,14 @@ async def side_health(request: web.Request) -> web.Response:
                               "machines": cloud.machines.machine_count()})
 
 
+async def side_objectstorage(request: web.Request) -> web.Response:
+    """Where the S3 stand-in listens, its CA and its one access key (loopback only, as the API)."""
+    info = request.app[CLOUD].objectstorage
+    if info is None:
+        return web.json_response({"error": "Object Storage is not running in this localcloud"}, status=404)
+    return web.json_response(info)
+
+
 async def side_requests(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
     if request.method == "DELETE":
@@ -387,6 +395,7 @@ def build_app(cloud: Cloud) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[hetzner_errors])
     app[CLOUD] = cloud
     app.router.add_get("/_localcloud/health", side_health)
+    app.router.add_get("/_localcloud/objectstorage", side_objectstorage)
     app.router.add_route("*", "/_localcloud/requests", side_requests)
     app.router.add_get("/_localcloud/stats", side_stats)
     app.router.add_route("*", "/_localcloud/faults", side_faults)

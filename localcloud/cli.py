@@ -10,11 +10,14 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from localcloud.config import DEFAULT_LIMITS, DEFAULT_READONLY_TOKEN, DEFAULT_TOKEN, Settings
 from localcloud.faults import FaultSpecError, parse
 from localcloud.profiles import PROFILES
+
+if TYPE_CHECKING:
+    from localcloud.objectstorage import ObjectStorage
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,6 +79,7 @@ running to success on the chosen latency profile."""
 SERVE_EPILOG = """\
 side door (not part of the Hetzner API), under http://HOST:PORT/_localcloud/:
   GET  health             status, profile, time scale, uptime
+  GET  objectstorage      the S3 stand-in for Hetzner Object Storage: endpoint, CA file, access key
   GET  requests[?since=N] request log (method, path, route, status, code, duration_ms);
   DELETE requests         clears it
   GET  stats              requests per route and status, resources per kind, running actions
@@ -218,6 +222,11 @@ def serve(settings: Settings, port_file: Path | None, hosts_cache: Path | None =
         if failure is not None:
             print(f"localcloud: cannot start real hosts: {failure}", file=sys.stderr)
             return 1
+    storage = _start_objectstorage(cloud)
+    if isinstance(storage, str):
+        print(f"localcloud: cannot start Object Storage: {storage}", file=sys.stderr)
+        _stop_hosts(cloud)
+        return 1
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     endpoint = f"http://{host}:{port}/v1"
     if port_file is not None:
@@ -230,12 +239,35 @@ def serve(settings: Settings, port_file: Path | None, hosts_cache: Path | None =
     print(f"localcloud serving {endpoint} (profile {settings.profile}, time scale {settings.time_scale}, "
           f"state {settings.state_dir or 'in memory'})", flush=True)
     print(f"  export HCLOUD_ENDPOINT={endpoint} HCLOUD_TOKEN={settings.token}", flush=True)
+    print(f"localcloud: Object Storage {storage.endpoint} (S3; CA {storage.ca_file}; "
+          "credentials: GET /_localcloud/objectstorage)", flush=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run(build_app(cloud), sock))
     finally:
+        storage.stop()  # saves the buckets for the next start
         _stop_hosts(cloud)
     return 0
+
+
+def _start_objectstorage(cloud: object) -> ObjectStorage | str:
+    """The S3 stand-in for Hetzner Object Storage: on the public bridge's 198.51.100.1:443 with
+    real machines (they reach it as the internet), else on loopback. It, or why it failed."""
+    from localcloud.cloud import Cloud
+    from localcloud.config import ADMIN_ADDRESS
+    from localcloud.objectstorage import HTTPS_PORT, ObjectStorage
+
+    assert isinstance(cloud, Cloud)
+    state = cloud.settings.state_dir
+    real = cloud.settings.hosts == "nspawn"
+    try:
+        storage = ObjectStorage(state / "objectstorage" if state is not None else None,
+                                ADMIN_ADDRESS if real else "127.0.0.1", HTTPS_PORT if real else 0)
+        storage.start()
+    except (OSError, ValueError) as exc:
+        return f"{exc} (another Object Storage on port 443 of {ADMIN_ADDRESS}?)" if real else str(exc)
+    cloud.objectstorage = storage.describe()
+    return storage
 
 
 def _start_hosts(cloud: object, cache: Path) -> str | None:

@@ -51,6 +51,8 @@ class Cloud:
         # what the API tells to make things real: nothing (--hosts none) or real machines
         # (--hosts nspawn: cli hands it localcloud.hosts.jobs.NspawnMachines)
         self.machines: Machines = NoMachines()
+        # the Object Storage stand-in's endpoint, CA file and credentials (localcloud/objectstorage.py)
+        self.objectstorage: dict[str, str] | None = None
 
     def restore_config(self) -> None:
         """Back to the configuration localcloud started with (rate limit, limits, timing)."""

@@ -78,14 +78,19 @@ def load(path: Path) -> Overrides:
 
 
 def for_localcloud(endpoint: str, admin_address: str, private_key: Path, secrets_dir: Path,
-                   age_key: Path) -> dict[str, Any]:
-    """localcloud's own values: its admin address and key, and the demo's secrets outside secrets/."""
-    return {
+                   age_key: Path, objectstorage: dict[str, str] | None = None) -> dict[str, Any]:
+    """localcloud's own values: its admin address and key, the demo's secrets outside secrets/,
+    and its Object Storage (endpoint and CA; the bucket name stays the env file's)."""
+    settings: dict[str, Any] = {
         ENDPOINT_KEY: endpoint,
         "admin_cidrs": [f"{admin_address}/32"],
         "ssh_keys": [{"name": "admin", "public_key_file": f"{private_key}.pub", "private_key_file": str(private_key)}],
         "sops": {"dir": str(secrets_dir), "age_key_file": str(age_key)},
     }
+    if objectstorage:
+        settings["backups"] = {"s3_endpoint": objectstorage["endpoint"], "s3_ca_file": objectstorage["ca_file"],
+                               "s3_region": objectstorage["region"]}
+    return settings
 
 
 def write(path: Path, settings: dict[str, Any]) -> Path:

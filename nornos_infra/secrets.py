@@ -186,6 +186,18 @@ def load(env: str, directory: Path | None = None) -> Secrets:
     return Secrets(env, {str(k): "" if v is None else str(v) for k, v in data.items() if k != "sops"})
 
 
+def update(env: str, values: dict[str, str], directory: Path | None = None) -> list[str]:
+    """Set these keys in ``<dir>/<env>.sops.yaml`` (each value on sops's stdin, never in a process
+    listing); keys that already hold the value are left alone. The names of the keys changed."""
+    directory = directory or secrets_dir()
+    target = path_for(env, directory)
+    current = load(env, directory)
+    changed = [key for key, value in sorted(values.items()) if current.get(key) != value]
+    for key in changed:
+        _sops(["set", "--value-stdin", str(target), f'["{key}"]'], stdin=json.dumps(values[key]), cwd=directory)
+    return changed
+
+
 def _sops(args: list[str], stdin: str | None = None, cwd: Path | None = None) -> str:
     env = {**os.environ, "SOPS_AGE_KEY_FILE": str(age_key_file())}
     proc = subprocess.run([sops_binary(), *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd,

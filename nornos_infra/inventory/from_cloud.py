@@ -122,6 +122,8 @@ def _shared(spec: EnvSpec, observed: list[Observed], hosts: dict[str, list[tuple
         "sops_age_key_file": path(spec.sops.age_key_file),
         "backup_s3_endpoint": spec.backups.s3_endpoint,
         "backup_s3_bucket": spec.backups.s3_bucket,
+        "backup_s3_region": spec.backups.region(),
+        "backup_s3_ca_file": path(spec.backups.s3_ca_file),
         "k3s_binary_path": path(spec.k3s.binary_path),
     }
 

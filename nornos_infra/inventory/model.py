@@ -59,6 +59,8 @@ class SharedData(TypedDict, total=False):
     sops_age_key_file: str | None
     backup_s3_endpoint: str
     backup_s3_bucket: str
+    backup_s3_region: str
+    backup_s3_ca_file: str | None
     k3s_binary_path: str | None
 
 
@@ -100,6 +102,9 @@ HOST_DATA: dict[str, str] = {
                          "~/.config/sops/age/keys.txt)",
     "backup_s3_endpoint": "provision.py: env file backups.s3_endpoint (default empty)",
     "backup_s3_bucket": "provision.py: env file backups.s3_bucket (default empty: no offsite copy)",
+    "backup_s3_region": "provision.py: env file backups.s3_region (default the endpoint's first label)",
+    "backup_s3_ca_file": "provision.py: env file backups.s3_ca_file (default None: the endpoint's certificate "
+                         "chains to a public CA)",
     "k3s_binary_path": "provision.py: env file k3s.binary_path (default None: download, or skip offline)",
     "k3s_join_address": "team, optional (pyinfra --data): where nodes join; default the first control "
                         "plane's private IP (nornos_infra/roles/k3s.py)",
@@ -124,6 +129,8 @@ ROLE_DEFAULTS: dict[str, Any] = {
     "internet_access": True,
     "backup_s3_endpoint": "",
     "backup_s3_bucket": "",  # no offsite copy
+    "backup_s3_region": "fsn1",
+    "backup_s3_ca_file": None,
 }
 
 

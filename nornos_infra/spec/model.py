@@ -200,6 +200,21 @@ class BackupsSpec(_Model):
 
     s3_endpoint: str = ""
     s3_bucket: str = ""
+    # the CA that signs the endpoint's certificate, for an S3 service outside the public PKI
+    # (localcloud's); Hetzner's endpoints need none. Relative to the env file
+    s3_ca_file: str | None = None
+    # the signing region; empty: the endpoint's first label (fsn1 of https://fsn1.your-objectstorage.com)
+    s3_region: str = ""
+    # object lock (compliance mode): no key, not even the hosts' own, can delete or overwrite an
+    # uploaded copy for this many days (docs/RUNBOOK.md, "Offsite backups")
+    lock_days: StrictInt = Field(default=30, ge=1, le=3650)
+
+    def region(self) -> str:
+        if self.s3_region:
+            return self.s3_region
+        host = self.s3_endpoint.removeprefix("https://").split("/")[0].split(":")[0]
+        first = host.split(".")[0]
+        return first if "." in host and not first.isdigit() else "fsn1"
 
 
 class K3sSpec(_Model):

@@ -90,7 +90,9 @@ def test_groups_hosts_and_data(spec: EnvSpec) -> None:
         "kube_api_via_lb": False, "internet_access": True,
         "ssh_user": "root", "ssh_key": None, "ssh_known_hosts_file": "inventories/dev.known_hosts",
         "ssh_strict_host_key_checking": "yes", "sops_dir": None, "sops_age_key_file": None,
-        "backup_s3_endpoint": "https://fsn1.your-objectstorage.com", "backup_s3_bucket": "", "k3s_binary_path": None,
+        "backup_s3_endpoint": "https://fsn1.your-objectstorage.com", "backup_s3_bucket": "nornos-dev-backups",
+        "k3s_binary_path": None,
+        "backup_s3_region": "fsn1", "backup_s3_ca_file": None,
     }
     assert all(group[1] == data for group in groups.values())
     assert [h[0] for h in groups["k3s_agents"][0]] == ["nornos-dev-agents-1", "nornos-dev-workers-1",

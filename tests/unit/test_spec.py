@@ -158,7 +158,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
     ("unknown ssh key key", _set("ssh_keys.0.comment", "x"), "ssh_keys.0.comment: unknown key (check its "
      "spelling); known keys here: name, private_key_file, public_key, public_key_env, public_key_file"),
     ("unknown backups key", _set("backups.bucket", "x"), "backups.bucket: unknown key (check its spelling); known "
-     "keys here: s3_bucket, s3_endpoint"),
+     "keys here: lock_days, s3_bucket, s3_ca_file, s3_endpoint, s3_region"),
     ("unknown network key", _set("network.cidr", "10.0.0.0/16"), "network.cidr: unknown key (check its "
      "spelling); known keys here: ip_range, subnet, zone"),
     ("unknown load balancer key", _set("load_balancer.port", 80), "load_balancer.port: unknown key"),
