@@ -95,6 +95,7 @@ def _localcloud_secrets(env: str, endpoint: str) -> Path:
         print(f"\n== secrets: {secrets.path_for(env, directory)} (SOPS + age, key {STATE / 'age.txt'})")
     storage = tour.side(endpoint, "objectstorage")
     os.environ["SOPS_AGE_KEY_FILE"] = str((STATE / "age.txt").resolve())
+    secrets.fill(env, directory)  # secrets made by an older version get what this one generates
     secrets.update(env, {"object_storage_access_key": storage["access_key"],
                          "object_storage_secret_key": storage["secret_key"]}, directory)
     return secrets.path_for(env, directory)
@@ -279,6 +280,16 @@ def secrets_init(c: Context, env: str = "dev") -> None:
     path = _or_exit("secrets.init", lambda: secrets.init(env))
     print(f"{path} created, encrypted to {', '.join(secrets.recipients(path.parent))}")
     print(f"fill the provided values (hcloud_token, s3 keys, slack webhook) with `invoke secrets.edit --env {env}`")
+
+
+@task(help={"env": "environment"})
+def secrets_fill(c: Context, env: str = "dev") -> None:
+    """Add the generated secrets a newer version introduced (e.g. pgbackrest_cipher_pass); never changes a value."""
+    from nornos_infra import secrets
+
+    _use_inventory_secrets(env)
+    added = _or_exit("secrets.fill", lambda: secrets.fill(env))
+    print(f"added {', '.join(added)}" if added else "nothing to add: every generated secret is there")
 
 
 @task(help={"env": "environment"})
@@ -485,6 +496,7 @@ def ci_notify(c: Context, env: str = "dev", status: str = "success") -> None:
 
 secrets_tasks = Collection("secrets")
 secrets_tasks.add_task(secrets_init, "init")
+secrets_tasks.add_task(secrets_fill, "fill")
 secrets_tasks.add_task(secrets_edit, "edit")
 secrets_tasks.add_task(secrets_names, "names")
 

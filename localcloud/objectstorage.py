@@ -19,6 +19,7 @@ What differs from Hetzner's service is listed in docs/localcloud-internals.md.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -27,6 +28,7 @@ import os
 import pickle
 import secrets
 import shutil
+import socketserver
 import ssl
 import string
 import tempfile
@@ -160,9 +162,17 @@ class ObjectStorage:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = make_server(self.address, self.port, create_backend_app("s3"), threaded=True,
                                    ssl_context=context, request_handler=QuietHandler)
+        self._server.shutdown_request = self._close_with_notify
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="objectstorage", daemon=True)
         self._thread.start()
+
+    def _close_with_notify(self, request: Any) -> None:
+        """End each connection with TLS's close_notify before the socket closes, as S3 services do:
+        clients on OpenSSL 3 (pgBackRest) take a bare EOF after ``Connection: close`` for an error."""
+        with contextlib.suppress(OSError, ValueError):
+            request.unwrap()
+        socketserver.TCPServer.shutdown_request(self._server, request)
 
     def stop(self) -> None:
         if self._server is None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nornos_infra import inventory
+from nornos_infra import host_command, inventory
 from nornos_infra.errors import UserError
-from nornos_infra.ssh_access import SshAccess
 
 SCRIPTS = {"postgres": "/usr/local/sbin/nornos-pg-backup", "redis": "/usr/local/sbin/nornos-redis-backup"}
 TIMEOUT = 3600.0  # seconds: a large database's dump and upload
@@ -48,24 +47,8 @@ def run(inventory_file: Path, only: str | None = None) -> list[Result]:
 
 
 def _on(host: inventory.Host, script: str) -> Result:
-    import paramiko
-
-    access = SshAccess.from_data(host.data)
-    client = access.paramiko_client()
-    try:
-        client.connect(host.ssh_hostname, port=int(host.data.get("ssh_port") or 22), username=access.user,
-                       timeout=10, allow_agent=access.key is None, look_for_keys=access.key is None,
-                       key_filename=str(access.key) if access.key else None)
-        _, stdout, stderr = client.exec_command(f"test -x {script} || exit 127; {script}", timeout=TIMEOUT)
-        status = stdout.channel.recv_exit_status()
-        output = (stdout.read() + stderr.read()).decode(errors="replace").strip()
-    except paramiko.BadHostKeyException:
-        raise UserError(f"{host.name} ({host.ssh_hostname}) presented a host key that is not the one pinned in "
-                        f"{access.known_hosts}: refusing to connect (docs/RUNBOOK.md, 'Host keys')") from None
-    except (paramiko.SSHException, OSError) as exc:
-        raise UserError(f"cannot log in to {host.name} ({host.ssh_hostname}): {exc}") from None
-    finally:
-        client.close()
-    if status == 127:
+    outcome = host_command.run(host, f"test -x {script} || exit 127; {script}", TIMEOUT)
+    output = outcome.output
+    if outcome.status == 127:
         output = f"{script} is not there: deploy the backups first (pyinfra ... deploys/all.py)"
-    return Result(host.name, script, status, output)
+    return Result(host.name, script, outcome.status, output)

@@ -51,7 +51,9 @@ def secrets_dir() -> Path:
 # Values every environment has; empty ones are filled by the team (`invoke secrets.edit`).
 # db_password_<app>: each app's own PostgreSQL role (nornos_infra/vocabulary.py).
 DB_PASSWORDS = tuple("db_password_" + sql_name(app) for app in DB_APPS)
-GENERATED = ("k3s_token", "redis_password", "redis_admin_password", "csi_encryption_passphrase", *DB_PASSWORDS)
+# pgbackrest_cipher_pass: pgBackRest encrypts the point-in-time backups with it (nornos_infra/roles/pitr.py)
+GENERATED = ("k3s_token", "redis_password", "redis_admin_password", "csi_encryption_passphrase",
+             "pgbackrest_cipher_pass", *DB_PASSWORDS)
 PROVIDED = ("hcloud_token", "object_storage_access_key", "object_storage_secret_key", "slack_webhook_url")
 
 
@@ -68,6 +70,12 @@ class Secrets(Mapping[str, str]):
         except KeyError:
             raise UserError(f"secrets/{self.env}.sops.yaml has no {key!r}; add it with "
                             f"`invoke secrets.edit --env {self.env}`") from None
+
+    def __contains__(self, key: object) -> bool:  # Mapping's would raise the missing key's UserError
+        return key in self._values
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._values.get(key, default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -196,6 +204,18 @@ def update(env: str, values: dict[str, str], directory: Path | None = None) -> l
     for key in changed:
         _sops(["set", "--value-stdin", str(target), f'["{key}"]'], stdin=json.dumps(values[key]), cwd=directory)
     return changed
+
+
+def fill(env: str, directory: Path | None = None) -> list[str]:
+    """Add the generated values a newer version of this project introduced (e.g.
+    ``pgbackrest_cipher_pass``) to an existing secrets file; existing values are never touched.
+    The names added."""
+    current = load(env, directory)
+    fresh = generate()
+    missing = {key: fresh[key] for key in (*GENERATED, "backup_age_identity") if key not in current}
+    if "backup_age_identity" in missing:  # a pair: both new, never one without the other
+        missing["backup_age_recipient"] = fresh["backup_age_recipient"]
+    return update(env, missing, directory) if missing else []
 
 
 def _sops(args: list[str], stdin: str | None = None, cwd: Path | None = None) -> str:

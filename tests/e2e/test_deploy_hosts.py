@@ -60,7 +60,23 @@ class Env:
 
     def write_overrides(self) -> None:
         overrides.write(self.overrides, overrides.for_localcloud(
-            self.lc.endpoint, "198.51.100.1", self.key, self.work / "secrets", self.work / "age.txt"))
+            self.lc.endpoint, "198.51.100.1", self.key, self.work / "secrets", self.work / "age.txt",
+            self.lc.side("GET", "objectstorage")))
+
+    def bucket(self) -> None:
+        """``invoke deploy``'s step before the hosts: the backup bucket on localcloud's Object Storage."""
+        proc = subprocess.run([sys.executable, "-m", "nornos_infra.backup_bucket", "dev"], env=self.vars,
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def s3(self) -> Any:
+        """A client of localcloud's Object Storage with the env's own key (as the hosts have it)."""
+        import boto3
+
+        info = self.lc.side("GET", "objectstorage")
+        return boto3.client("s3", endpoint_url=info["endpoint"], region_name=info["region"],
+                            aws_access_key_id=info["access_key"], aws_secret_access_key=info["secret_key"],
+                            verify=info["ca_file"])
 
     def provision(self, *extra: str) -> None:
         cmd = [sys.executable, str(ROOT / "provision.py"), "dev", "--yes", "--inventory-dir",
@@ -110,7 +126,11 @@ def deployed() -> Iterator[Env]:
             # the test's own secrets.load("dev") reads these; the deploy finds them in the inventory
             os.environ.update({"SOPS_AGE_KEY_FILE": str(work / "age.txt"), "NORNOS_SECRETS_DIR": str(work / "secrets")})
             secrets.init("dev", directory=work / "secrets", identity=work / "age.txt")
+            storage = env.lc.side("GET", "objectstorage")
+            secrets.update("dev", {"object_storage_access_key": storage["access_key"],
+                                   "object_storage_secret_key": storage["secret_key"]}, work / "secrets")
             env.provision()
+            env.bucket()
             first = env.pyinfra("-y")  # one run, through the apt faults: no retry
             assert first.returncode == 0, deploy_errors(first.stderr)
             assert "k3s skipped: no binary" in first.stdout + first.stderr
@@ -513,6 +533,85 @@ def test_a_failed_backup_is_visible(deployed: Env) -> None:
     finally:
         deployed.on(PG, f"echo {original} | base64 -d > {settings} && systemctl start postgresql")
         server.shutdown()
+    assert _as_cron(deployed, "nornos-backup").returncode == 0
+
+
+BUCKET = "nornos-dev-backups"  # environments/dev.yaml
+
+
+def _keys(s3: Any, prefix: str) -> list[str]:
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return sorted(item["Key"].removeprefix(prefix) for item in listing)
+
+
+def test_nightly_backups_go_offsite_encrypted_in_daily_weekly_and_monthly_tiers(deployed: Env) -> None:
+    from pyrage import DecryptError, decrypt, x25519
+
+    s3, base = deployed.s3(), "postgres/patient_app/"
+    tiers = {"daily/": 7, "weekly/": 4, "monthly/": 6}
+    before = {tier: set(_keys(s3, base + tier)) for tier in tiers}  # what earlier backups uploaded
+    # older copies with simulated dates: 8 daily, 5 weekly, 7 monthly
+    seeded = {"daily/": [f"patient_app-202611{d:02d}T030000Z.dump.age" for d in range(1, 9)],
+              "weekly/": [f"2026-W{w}--patient_app-x.dump.age" for w in range(40, 45)],
+              "monthly/": [f"2026-{m:02d}--patient_app-x.dump.age" for m in range(4, 11)]}
+    for tier, names in seeded.items():
+        for name in names:
+            s3.put_object(Bucket=BUCKET, Key=base + tier + name, Body=b"older copy")
+    run = _as_cron(deployed, "nornos-backup")
+    assert run.returncode == 0, run.stdout + run.stderr
+    redis = ssh(deployed.key, deployed.host("nornos-dev-redis-1")["ssh_hostname"],
+                "/usr/local/sbin/nornos-redis-backup", check=False)
+    assert redis.returncode == 0, redis.stdout + redis.stderr
+
+    daily, weekly, monthly = (_keys(s3, base + tier) for tier in tiers)
+    new = max(daily)
+    assert new.startswith("patient_app-2") and new not in before["daily/"] | set(seeded["daily/"])
+    week, month = (deployed.on(PG, f"date -u +{f}") for f in ("%G-W%V", "%Y-%m"))
+    for tier, got, first in (("daily/", daily, None), ("weekly/", weekly, week), ("monthly/", monthly, month)):
+        made = set() if first is None or any(k.startswith(f"{first}--") for k in before[tier]) \
+            else {f"{first}--{new}"}  # the first copy of this week or month, once
+        everything = before[tier] | set(seeded[tier]) | made | ({new} if first is None else set())
+        assert got == sorted(everything)[-tiers[tier]:], (tier, got)  # the newest N, the rest pruned
+        assert first is None or sum(k.startswith(f"{first}--") for k in got) == 1
+    # a pruned copy is only hidden: object lock keeps its version for the lock period
+    versions = s3.list_object_versions(Bucket=BUCKET, Prefix=base + "daily/" + seeded["daily/"][0])
+    assert seeded["daily/"][0] not in daily and versions.get("Versions") and versions.get("DeleteMarkers")
+
+    identity = x25519.Identity.from_str(secrets.load("dev")["backup_age_identity"])
+    dump = s3.get_object(Bucket=BUCKET, Key=base + "daily/" + new)["Body"].read()
+    assert dump.startswith(b"age-encryption.org/v1") and b"PGDMP" not in dump
+    assert decrypt(dump, [identity]).startswith(b"PGDMP"), "a pg_dump custom-format archive inside"
+    with pytest.raises(DecryptError, match="No matching keys"):
+        decrypt(dump, [x25519.Identity.generate()])
+    snapshots = _keys(s3, "redis/daily/")
+    assert 1 <= len(snapshots) <= 7 and all(k.endswith(".rdb.age") for k in snapshots), snapshots
+    rdb = s3.get_object(Bucket=BUCKET, Key="redis/daily/" + max(snapshots))["Body"].read()
+    assert decrypt(rdb, [identity]).startswith(b"REDIS")
+    assert deployed.on(PG, "grep -rl AGE-SECRET-KEY /etc /root /usr/local 2>/dev/null || echo none") == "none"
+
+    again = _as_cron(deployed, "nornos-backup")  # same week and month: no second weekly or monthly copy
+    assert again.returncode == 0, again.stderr
+    assert _keys(s3, base + "weekly/") == weekly and _keys(s3, base + "monthly/") == monthly
+    assert len(_keys(s3, base + "daily/")) == 7 and max(_keys(s3, base + "daily/")) > new
+
+
+def test_a_failed_upload_is_visible(deployed: Env) -> None:
+    settings = "/etc/nornos/backup.env"
+    original = deployed.on(PG, f"base64 -w0 {settings}")
+    try:
+        # the key revoked in the Object Storage (simulated: a wrong secret on the host)
+        deployed.on(PG, f"sed -i \"s|^S3_SECRET_KEY=.*|S3_SECRET_KEY='{'x' * 40}'|\" {settings}")
+        run = _as_cron(deployed, "nornos-backup")
+        assert run.returncode != 0
+        status = deployed.on(PG, "cat /var/lib/nornos/backup.status.postgres")
+        assert re.match(r"failed \S+ postgres: offsite upload of [a-z_]+-\d{8}T\d{6}Z\.dump\.age to "
+                        rf"https://198\.51\.100\.1 bucket {BUCKET} failed: Failed to copyto: "
+                        r".*(Forbidden|SignatureDoesNotMatch)", status), status
+        journal = deployed.on(PG, "journalctl -t nornos-backup --no-pager -n 5")
+        assert "postgres FAILED" in journal and "offsite upload" in journal
+        assert "x" * 40 not in run.stdout + run.stderr + status + journal, "the secret is never printed"
+    finally:
+        deployed.on(PG, f"echo {original} | base64 -d > {settings}")
     assert _as_cron(deployed, "nornos-backup").returncode == 0
 
 

@@ -87,3 +87,27 @@ def test_a_deploy_finds_secrets_where_its_inventory_says(tmp_path: Path, keyfile
     with ctx_host.use(SimpleNamespace(data={"sops_dir": None})):
         assert secrets.secrets_dir() == tmp_path / "elsewhere" and secrets.age_key_file() == keyfile
     assert secrets.secrets_dir() == tmp_path / "elsewhere" and secrets.age_key_file() == keyfile
+
+
+def test_update_sets_only_what_differs_and_never_in_clear_text(tmp_path: Path, keyfile: Path) -> None:
+    secrets.init("dev", tmp_path)
+    before = secrets.load("dev", tmp_path)
+    changed = secrets.update("dev", {"object_storage_access_key": "AKEYOFTWENTYCHARS123",
+                                     "redis_password": before["redis_password"]}, tmp_path)
+    assert changed == ["object_storage_access_key"], "a key already holding the value is left alone"
+    after = secrets.load("dev", tmp_path)
+    assert after["object_storage_access_key"] == "AKEYOFTWENTYCHARS123"
+    assert {k: after[k] for k in after if k != "object_storage_access_key"} == \
+        {k: before[k] for k in before if k != "object_storage_access_key"}
+    assert "AKEYOFTWENTYCHARS123" not in (tmp_path / "dev.sops.yaml").read_text()
+    assert secrets.update("dev", {"object_storage_access_key": "AKEYOFTWENTYCHARS123"}, tmp_path) == []
+
+
+def test_fill_adds_what_a_newer_version_generates_and_keeps_the_rest(tmp_path: Path, keyfile: Path) -> None:
+    old = {k: v for k, v in secrets.generate().items() if k != "pgbackrest_cipher_pass"}  # made before it existed
+    secrets.init("dev", tmp_path, values=old)
+    assert secrets.fill("dev", tmp_path) == ["pgbackrest_cipher_pass"]
+    after = secrets.load("dev", tmp_path)
+    assert len(after["pgbackrest_cipher_pass"]) >= 40
+    assert {k: after[k] for k in old} == old, "no existing value changed"
+    assert secrets.fill("dev", tmp_path) == [], "a second run adds nothing"
