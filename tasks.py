@@ -398,6 +398,25 @@ def backup(c: Context, env: str = "dev", only: str = "") -> None:
         sys.exit(1)
 
 
+@task(help={"env": "environment", "to": "the whole cluster back to this time: \"2026-12-01 10:15\" (UTC)",
+            "db": "one database, from a nightly dump", "from_": "with --db: latest (default), offsite or a "
+            "dump file on the host", "yes": "replace the data (without it nothing is touched)"})
+def restore(c: Context, env: str = "dev", to: str = "", db: str = "", from_: str = "latest",
+            yes: bool = False) -> None:
+    """Bring PostgreSQL data back: the cluster to a moment (--to), or one database from a dump (--db)."""
+    from nornos_infra import restore as restoring
+
+    if bool(to) == bool(db):
+        sys.exit("restore: give --to TIME (the whole cluster) or --db NAME (one database), not both")
+    _use_inventory_secrets(env)
+    inventory = _inventory(env)
+    result = _or_exit("restore", lambda: restoring.to_time(inventory, to, yes) if to else
+                      restoring.database(inventory, env, db, from_, yes))
+    print("\n".join(result.lines()))
+    if result.status != 0:
+        sys.exit(1)
+
+
 def _snapshots(c: Context, *args: str) -> None:
     _inventory(args[1])  # the env: a name, checked before anything runs
     result = c.run(" ".join([sys.executable, "-m", "nornos_infra.snapshots", *args]), env=_localcloud_env(c),
@@ -518,5 +537,6 @@ snapshot_tasks.add_task(snapshot_restore, "restore")
 images_tasks = Collection("images")
 images_tasks.add_task(images_pin, "pin")
 ns = Collection(demo, provision, plan, destroy, bucket, configure, deploy, check, manifests, kubeconfig, cost, backup,
+                restore,
                 lint, test,
                 localcloud_tasks, secrets_tasks, ci_tasks, images_tasks, snapshot_tasks)

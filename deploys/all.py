@@ -1,14 +1,14 @@
 """Every role, in runbook order: ``pyinfra inventories/dev.py deploys/all.py``.
 
-base -> firewall -> postgres -> redis -> backups -> k3s servers -> k3s agents -> manifests
--> audit rules -> the file-integrity baseline.
+base -> firewall -> postgres -> redis -> backups (dumps, then point-in-time recovery) -> k3s servers
+-> k3s agents -> manifests -> audit rules -> the file-integrity baseline.
 Each role also runs alone: ``pyinfra inventories/dev.py deploys/postgres.py`` (or
 ``--limit postgres`` here).
 """
 
 from pyinfra import host
 
-from nornos_infra.roles import backups, base, firewall, k3s, manifests, postgres, redis
+from nornos_infra.roles import backups, base, firewall, k3s, manifests, pitr, postgres, redis
 from nornos_infra.roles.hardening import audit_rules, integrity_baseline
 
 base.base()
@@ -19,6 +19,7 @@ if "redis" in host.groups:
     redis.redis()
 if "postgres" in host.groups:
     backups.postgres_backups()
+    pitr.pitr()
 if "redis" in host.groups:
     backups.redis_backups()
 if "k3s_servers" in host.groups:

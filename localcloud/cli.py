@@ -245,8 +245,10 @@ def serve(settings: Settings, port_file: Path | None, hosts_cache: Path | None =
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run(build_app(cloud), sock))
     finally:
-        storage.stop()  # saves the buckets for the next start
-        _stop_hosts(cloud)
+        try:
+            _stop_hosts(cloud)  # first: the machines' last uploads (WAL archiving on shutdown) still land
+        finally:
+            storage.stop()  # then the buckets are saved for the next start
     return 0
 
 

@@ -141,7 +141,7 @@ def deployed() -> Iterator[Env]:
         finally:
             for key in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR"):
                 os.environ.pop(key, None)
-            env.lc.stop()  # the power-cycle test starts a new localcloud on the same state
+            stop_with_hosts(env.lc)  # the power-cycle test starts a new localcloud on the same state
             assert_nothing_left()
 
 
@@ -613,6 +613,53 @@ def test_a_failed_upload_is_visible(deployed: Env) -> None:
     finally:
         deployed.on(PG, f"echo {original} | base64 -d > {settings}")
     assert _as_cron(deployed, "nornos-backup").returncode == 0
+
+
+def _sql(env: Env, sql: str, database: str = "patient_app") -> str:
+    return env.on(PG, f"runuser -u postgres -- psql -d {database} -v ON_ERROR_STOP=1 -tAc \"{sql}\"")
+
+
+def test_point_in_time_recovery_brings_back_exactly_the_rows_of_t1(deployed: Env) -> None:
+    assert "full backup:" in deployed.on(PG, "runuser -u postgres -- pgbackrest --stanza=nornos info"), \
+        "the deploy that turned archiving on took the first full backup"
+    _sql(deployed, "set role patient_app; create table pitr_probe (id int primary key); "
+                   "insert into pitr_probe select generate_series(1, 100)")
+    time.sleep(2)
+    t1 = _sql(deployed, "select to_char(now() at time zone 'utc', 'YYYY-MM-DD HH24:MI:SS')")
+    time.sleep(2)
+    _sql(deployed, "insert into pitr_probe select generate_series(101, 200)")
+    # the WAL holding t2 reaches the bucket (check switches the segment and waits for its archive)
+    deployed.on(PG, "runuser -u postgres -- pgbackrest --stanza=nornos check")
+
+    refused = deployed.invoke("restore", "--env", "dev", "--to", t1)
+    assert refused.returncode == 1 and "nothing was changed: re-run with --yes" in refused.stderr, refused.stderr
+    assert _sql(deployed, "select count(*) from pitr_probe") == "200"
+    started = time.monotonic()
+    done = deployed.invoke("restore", "--env", "dev", "--to", t1, "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{PG}: cluster to {t1}+00: done" in done.stdout.splitlines()
+    assert _sql(deployed, "select count(*) || ' ' || max(id) from pitr_probe") == "100 100", "exactly the t1 rows"
+    print(f"point-in-time restore took {time.monotonic() - started:.0f} s")
+    # archiving goes on from the restored cluster (a new timeline), and the data before it is kept
+    deployed.on(PG, "runuser -u postgres -- pgbackrest --stanza=nornos check")
+    assert deployed.on(PG, "ls -d /mnt/postgres-data/pgdata.before-* | wc -l") != "0"
+    bad = deployed.invoke("restore", "--env", "dev", "--to", "yesterday", "--yes")
+    assert bad.returncode == 1 and "give a time such as" in bad.stderr
+
+
+def test_one_database_comes_back_from_its_offsite_copy(deployed: Env) -> None:
+    _sql(deployed, "set role patient_app; create table offsite_probe (id int primary key); "
+                   "insert into offsite_probe select generate_series(1, 50)")
+    run = _as_cron(deployed, "nornos-backup")
+    assert run.returncode == 0, run.stderr
+    _sql(deployed, "drop table offsite_probe")
+    done = deployed.invoke("restore", "--env", "dev", "--db", "patient_app", "--from", "offsite", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{PG}: database patient_app from {BUCKET}/postgres/patient_app/daily/" in done.stdout
+    assert _sql(deployed, "select count(*) from offsite_probe") == "50"
+    assert deployed.on(PG, "ls /mnt/postgres-data/backups | grep -c '^offsite\\.' || true") == "0"
+    assert deployed.on(PG, "grep -rl AGE-SECRET-KEY /etc /root /usr/local /mnt/postgres-data/backups 2>/dev/null "
+                           "|| echo none") == "none"
 
 
 def test_a_grown_volume_on_localcloud_is_said_not_failed(deployed: Env) -> None:
