@@ -417,6 +417,17 @@ def restore(c: Context, env: str = "dev", to: str = "", db: str = "", from_: str
         sys.exit(1)
 
 
+@task(help={"env": "environment (never production)", "yes": "really delete its PostgreSQL server and volume"})
+def dr_drill(c: Context, env: str = "dev", yes: bool = False) -> None:
+    """Disaster-recovery drill: lose the PostgreSQL server and volume, rebuild, restore from Object Storage alone."""
+    _inventory(env)
+    extra = _localcloud_env(c, real_hosts=True)
+    result = c.run(f"{sys.executable} -m nornos_infra.dr_drill {env}{' --yes' if yes else ''}",
+                   env=extra, warn=True, pty=False)
+    if result is None or result.exited != 0:
+        sys.exit(1)
+
+
 def _snapshots(c: Context, *args: str) -> None:
     _inventory(args[1])  # the env: a name, checked before anything runs
     result = c.run(" ".join([sys.executable, "-m", "nornos_infra.snapshots", *args]), env=_localcloud_env(c),
@@ -537,6 +548,6 @@ snapshot_tasks.add_task(snapshot_restore, "restore")
 images_tasks = Collection("images")
 images_tasks.add_task(images_pin, "pin")
 ns = Collection(demo, provision, plan, destroy, bucket, configure, deploy, check, manifests, kubeconfig, cost, backup,
-                restore,
+                restore, dr_drill,
                 lint, test,
                 localcloud_tasks, secrets_tasks, ci_tasks, images_tasks, snapshot_tasks)

@@ -132,7 +132,7 @@ def restore(conn: Connection, env: str, server_name: str, image_id: int) -> Snap
     return snapshot
 
 
-def _connect(env: str) -> Connection:
+def connect(env: str) -> Connection:
     """The API as provision.py reaches it (token, endpoint, an overrides file's endpoint check)."""
     from nornos_infra import overrides, spec
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             one.add_argument("--yes", action="store_true", help="do not ask (the server's disk is replaced)")
     args = p.parse_args(argv)
     try:
-        conn = _connect(args.env)
+        conn = connect(args.env)
         if args.command == "take":
             made = take(conn, args.env, args.pool)
             print(f"{len(made)} snapshot(s) of {args.env} taken {made[0].taken:%Y-%m-%d %H:%M:%S} UTC:" if made

@@ -109,6 +109,28 @@ def archive_conf() -> str:
     ])
 
 
+def first_backup_script() -> str:
+    """Create the stanza and take the first full backup, unless the bucket already holds backups.
+    Backups of another cluster (this server was rebuilt after a loss) are left alone and said:
+    pgBackRest then refuses this cluster's WAL until ``invoke restore --to latest`` brings the
+    bucket's cluster back."""
+    return "\n".join([
+        "set -e",
+        f"info=$({PGBACKREST} info --output=json 2>/dev/null || echo '[]')",
+        "if printf '%s' \"$info\" | grep -q '\"status\":{\"code\":[02],'; then",
+        f"    if ! {PGBACKREST} check >/dev/null 2>&1; then",
+        "        echo 'nornos: the bucket holds backups of another PostgreSQL cluster (this server was rebuilt?):"
+        " left alone; its WAL is not archived until `invoke restore --to latest` brings that cluster back' >&2",
+        "        exit 0",
+        "    fi",
+        "else",
+        f"    {PGBACKREST} stanza-create",
+        f"    {PGBACKREST} check",
+        "fi",
+        f"{PGBACKREST} info --output=json | grep -q '\"backup\":\\[{{' || {PGBACKREST} --type=full backup",
+    ])
+
+
 def stanza_state(info_json: str) -> tuple[bool, int]:
     """(the stanza exists, its number of backups) from ``pgbackrest info --output=json``."""
     try:
@@ -153,11 +175,11 @@ def pitr() -> None:
                     _if=archiving.did_change)
     exists, backups = stanza_state(host.get_fact(
         Command, command=f"{PGBACKREST} info --output=json 2>/dev/null || echo '[]'") or "[]")
-    if not exists:
-        server.shell(name="pgBackRest: create the stanza and check archiving",
-                     commands=[f"{PGBACKREST} stanza-create", f"{PGBACKREST} check"])
-    if backups == 0:
-        server.shell(name="pgBackRest: the first full backup", commands=[f"{PGBACKREST} --type=full backup"])
+    if not (exists and backups):
+        # decided on the host when it runs: on a new server pgBackRest is not even installed when the
+        # facts are read, and a server rebuilt after a loss finds another cluster's backups there
+        server.shell(name="pgBackRest: the stanza, archiving checked, a first full backup",
+                     commands=[first_backup_script()])
     files.put(name="Restore to a moment (invoke restore --to)", src=str(TEMPLATES / "nornos-pitr-restore"),
               dest="/usr/local/sbin/nornos-pitr-restore", mode="755")
     files.put(name="Scheduled backup script", src=str(TEMPLATES / "nornos-pitr-backup"),

@@ -912,6 +912,24 @@ def test_a_deploy_starts_a_stopped_postgresql(deployed: Env) -> None:
     assert again.returncode == 0 and not changed_operations(again.stderr), changed_operations(again.stderr)
 
 
+def test_the_disaster_recovery_drill_gets_every_row_back_from_object_storage(deployed: Env) -> None:
+    """invoke dr-drill: known rows, backup, the PostgreSQL server and volume deleted, provision and
+    deploy again, restore from the bucket alone, equal checksums. Its figures: docs/BENCHMARKS.md."""
+    refused = deployed.invoke("dr-drill", "--env", "dev")
+    assert refused.returncode == 1 and "nothing was changed: re-run with --yes" in refused.stderr, refused.stderr
+    before = deployed.host(PG)["server_id"]
+    drill = deployed.invoke("dr-drill", "--env", "dev", "--yes")
+    print(drill.stdout)
+    assert drill.returncode == 0, drill.stdout[-4000:] + drill.stderr[-3000:]
+    lines = drill.stdout.splitlines()
+    assert any(line.startswith("dr-drill dev: lost: server nornos-dev-postgres-1 and volume(s) ") for line in lines)
+    assert any(re.fullmatch(r"dr-drill dev: checksums: equal \(\d+ tables?\)", line) for line in lines), lines
+    assert any(re.match(r"dr-drill dev: recovery time \(loss to data back\): \d+ s; recovery point: 0 s", line)
+               for line in lines), lines
+    assert deployed.host(PG)["server_id"] != before, "a new server, with a new volume"
+    assert _sql(deployed, "select count(*) from dr_drill_probe") == "10000"
+
+
 def test_destroy_after_a_deploy(deployed: Env) -> None:
     """Last: tear down the deployed env. PostgreSQL still has its volume mounted; as on Hetzner
     the volume is pulled anyway (localcloud lazily unmounts it) and everything goes."""

@@ -4,6 +4,11 @@ reads pgBackRest's own report."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from nornos_infra.roles import pitr
 
@@ -56,3 +61,43 @@ def test_the_stanza_state_from_pgbackrests_report() -> None:
     assert pitr.stanza_state(json.dumps(two)) == (True, 2)
     assert pitr.stanza_state("[]") == (False, 0)
     assert pitr.stanza_state("not json: pgbackrest failed") == (False, 0)
+
+
+FAKE_RUNUSER = """#!/bin/bash
+# stands in for `runuser -u postgres -- pgbackrest --stanza=nornos ARGS`: logs the call, answers from $STATE
+shift 3; shift  # -u postgres -- pgbackrest
+echo "$*" >> "$LOG"
+case "$*" in
+  *"info --output=json"*) cat "$STATE/info.json" ;;
+  *check*) [ -f "$STATE/check-fails" ] && exit 1; exit 0 ;;
+  *) exit 0 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("info", "check_fails", "calls", "said"), [
+    ([], False, ["info", "stanza-create", "check", "info", "--type=full backup"], ""),
+    # pgBackRest 2.45's own shape: status holds code, then lock and message
+    ([{"backup": [], "name": "nornos", "status": {"code": 2, "message": "no valid backups"}}], False,
+     ["info", "check", "info", "--type=full backup"], ""),
+    ([{"backup": [{"label": "x"}], "name": "nornos", "status": {"code": 0, "message": "ok"}}], True,
+     ["info", "check"], "backups of another PostgreSQL cluster"),
+])
+def test_the_first_backup_decides_on_the_host(tmp_path: Path, info: list[dict[str, object]], check_fails: bool,
+                                              calls: list[str], said: str) -> None:
+    """A new stanza and its first full backup; or, on a rebuilt server whose bucket holds another
+    cluster's backups, nothing but one line (the bucket's history is never overwritten)."""
+    (tmp_path / "runuser").write_text(FAKE_RUNUSER)
+    (tmp_path / "runuser").chmod(0o755)
+    (tmp_path / "info.json").write_text(json.dumps(info, separators=(",", ":")))
+    if check_fails:
+        (tmp_path / "check-fails").touch()
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "STATE": str(tmp_path),
+           "LOG": str(tmp_path / "log")}
+    proc = subprocess.run(["bash", "-c", pitr.first_backup_script()], env=env, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    made = [line.removeprefix("--stanza=nornos ").removesuffix(" --output=json")
+            for line in (tmp_path / "log").read_text().splitlines()]
+    assert made == calls
+    assert said in proc.stderr
