@@ -9,26 +9,14 @@ status is the task's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from nornos_infra import host_command, inventory
 from nornos_infra.errors import UserError
+from nornos_infra.host_command import Result
 
 SCRIPTS = {"postgres": "/usr/local/sbin/nornos-pg-backup", "redis": "/usr/local/sbin/nornos-redis-backup"}
 TIMEOUT = 3600.0  # seconds: a large database's dump and upload
-
-
-@dataclass(frozen=True)
-class Result:
-    host: str
-    script: str
-    status: int
-    output: str
-
-    def lines(self) -> list[str]:
-        verdict = "done" if self.status == 0 else f"FAILED (exit {self.status})"
-        return [f"{self.host}: {self.script}: {verdict}", *(f"  {line}" for line in self.output.splitlines())]
 
 
 def run(inventory_file: Path, only: str | None = None) -> list[Result]:

@@ -18,6 +18,21 @@ class Outcome:
     output: str  # stdout, then stderr
 
 
+@dataclass(frozen=True)
+class Result:
+    """What a task ran on a host, as it prints it: ``<host>: <what>: done`` or ``FAILED (exit N)``,
+    then the command's own output, indented."""
+
+    host: str
+    what: str
+    status: int
+    output: str
+
+    def lines(self) -> list[str]:
+        verdict = "done" if self.status == 0 else f"FAILED (exit {self.status})"
+        return [f"{self.host}: {self.what}: {verdict}", *(f"  {line}" for line in self.output.splitlines())]
+
+
 def run(host: inventory.Host, command: str, timeout: float, stdin: IO[bytes] | None = None) -> Outcome:
     """``command`` through bash on ``host``; ``stdin`` streamed to it when given (never kept here)."""
     import paramiko

@@ -17,27 +17,15 @@ from __future__ import annotations
 import datetime
 import io
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from nornos_infra import host_command, inventory, secrets
 from nornos_infra.errors import UserError
+from nornos_infra.host_command import Result
 
 TIMEOUT = 6 * 3600.0  # seconds: a large cluster's restore and WAL replay
 DB_RE = re.compile(r"[a-z_][a-z0-9_]*")
 BACKUPS = "/mnt/postgres-data/backups"
-
-
-@dataclass(frozen=True)
-class Result:
-    host: str
-    what: str
-    status: int
-    output: str
-
-    def lines(self) -> list[str]:
-        verdict = "done" if self.status == 0 else f"FAILED (exit {self.status})"
-        return [f"{self.host}: {self.what}: {verdict}", *(f"  {line}" for line in self.output.splitlines())]
 
 
 def parse_time(text: str) -> str:
