@@ -37,6 +37,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,9 @@ PACKAGES: tuple[Package, ...] = (
 )
 
 KILLED = {"killed", "timeout"}
+# a mutant mutmut had not reached (or was testing) when a --budget run was stopped: no verdict,
+# so it counts neither way and is reported apart
+UNTESTED = {"not checked", "check was interrupted by user"}
 
 
 def configure(tree: Path, package: Package) -> None:
@@ -183,6 +187,40 @@ def list_mutants(tree: Path, env: dict[str, str]) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2).strip()) for m in found if m]
 
 
+# mutmut tests the mutants it is given cheapest first, so a run stopped early (--budget) would have
+# scored a subset biased toward mutants few tests reach. A --sample run starts mutmut through this
+# wrapper instead, which orders them by a seeded shuffle: every prefix of the run is then itself a
+# uniform sample, and a stopped run still estimates the whole package's score.
+SHUFFLED_RUN = """
+import random
+import sys
+
+import mutmut.__main__ as mutmut_main
+
+rng = random.Random(int(sys.argv.pop(1)))
+keys: dict[str, float] = {}
+mutmut_main.estimated_worst_case_time = lambda name: keys.setdefault(name, rng.random())
+sys.argv[0] = "mutmut"
+mutmut_main.cli()
+"""
+
+
+def run_within(command: list[str], tree: Path, env: dict[str, str], out: Any, budget_s: float | None) -> int | None:
+    """Run mutmut; past the budget, interrupt it as Ctrl-C would (it stops its workers and saves what
+    it has). Returns its exit status, or None when the budget stopped it."""
+    proc = subprocess.Popen(command, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        return proc.wait(timeout=budget_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return None
+
+
 # a filter that matches no mutant: mutmut generates the mutants and collects its stats (which test
 # reaches which function, saved in the copy for the next run), then stops, saying nothing matched
 MATCHES_NOTHING = "nornos-no-such-mutant"
@@ -210,8 +248,8 @@ def wilson_interval(killed: int, total: int, z: float = 1.96) -> tuple[float, fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def score(package: Package, worktree: bool, children: int, survivors: bool,
-          log: Path | None, sample: int = 0, seed: int = 1) -> tuple[Counter[str], float]:
+def score(package: Package, worktree: bool, children: int, survivors: bool, log: Path | None,
+          sample: int = 0, seed: int = 1, budget_s: float | None = None) -> tuple[Counter[str], float]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **dict(package.env)}
     spec = ROOT.parent / "shared" / "reference" / "hcloud-openapi.json"
     if "HCLOUD_OPENAPI" not in env and spec.exists():
@@ -232,14 +270,17 @@ def score(package: Package, worktree: bool, children: int, survivors: bool,
             if sample:
                 chosen = draw_sample(tree, env, run, package, sample, seed, out)
                 print(f"   {len(chosen)} mutants drawn (seed {seed})", flush=True)
-            proc = subprocess.run([*run, *sorted(chosen or ())], cwd=tree, env=env,
-                                  stdout=out, stderr=subprocess.STDOUT)
+                run = [sys.executable, "-c", SHUFFLED_RUN, str(seed), *run[1:]]
+            remaining = None if budget_s is None else max(1.0, budget_s - (time.monotonic() - start))
+            exit_status = run_within([*run, *sorted(chosen or ())], tree, env, out, remaining)
         finally:
             if log:
                 out.close()  # type: ignore[union-attr]
         elapsed = time.monotonic() - start
-        if proc.returncode != 0:
-            raise RuntimeError(f"mutmut run failed for {package.name} (exit {proc.returncode}); see {log or 'its log'}")
+        if exit_status is None:
+            print(f"   stopped after the budget of {budget_s / 60:g} min", flush=True)  # type: ignore[operator]
+        elif exit_status != 0:
+            raise RuntimeError(f"mutmut run failed for {package.name} (exit {exit_status}); see {log or 'its log'}")
         listing = list_mutants(tree, env)
     results = Counter[str]()
     surviving = []
@@ -247,7 +288,7 @@ def score(package: Package, worktree: bool, children: int, survivors: bool,
         if not counted(package, name) or (chosen is not None and name not in chosen):
             continue
         results[status] += 1
-        if status not in KILLED:
+        if status not in KILLED | UNTESTED:
             surviving.append(f"{name}: {status}")
     if survivors:
         for s in surviving:
@@ -266,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=0,
                         help="test only this many mutants per package, drawn at random (the score is an estimate)")
     parser.add_argument("--seed", type=int, default=1, help="the random draw of --sample (default 1)")
+    parser.add_argument("--budget", type=float, metavar="MINUTES",
+                        help="stop each package's run after this long and score what has a verdict (with --sample "
+                             "the mutants are tested in a random order, so what was tested is still a uniform sample)")
     args = parser.parse_args(argv)
     unknown = set(args.packages) - {p.name for p in PACKAGES}
     if unknown:
@@ -282,11 +326,16 @@ def main(argv: list[str] | None = None) -> int:
         log = args.log_dir / f"mutmut-{package.name}.log" if args.log_dir else None
         if log:
             log.parent.mkdir(parents=True, exist_ok=True)
-        results, elapsed = score(package, args.worktree, args.children, args.survivors, log, args.sample, args.seed)
+        budget_s = args.budget * 60 if args.budget else None
+        results, elapsed = score(package, args.worktree, args.children, args.survivors, log, args.sample, args.seed,
+                                 budget_s)
+        untested = sum(results.pop(u, 0) for u in UNTESTED)
         total = sum(results.values())
         killed = sum(results[k] for k in KILLED)
         pct = 100.0 * killed / total if total else 0.0
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(results.items()))
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "no verdict"
+        if untested:
+            detail += f"; {untested} not tested before the budget ran out (counted neither way)"
         if args.sample:
             low, high = wilson_interval(killed, total)
             detail += f"; a random sample: 95 % confidence interval {100 * low:.1f} to {100 * high:.1f} %"

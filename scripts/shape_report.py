@@ -32,7 +32,8 @@ def module_name(path: Path) -> str:
 def imported_modules(tree: ast.AST, current: str, known: set[str]) -> set[str]:
     """Every project module ``current`` imports, at any depth of the code."""
     found: set[str] = set()
-    package = current if current in known and (ROOT / current.replace(".", "/")).is_dir() else current.rpartition(".")[0]
+    is_package = current in known and (ROOT / current.replace(".", "/")).is_dir()
+    package = current if is_package else current.rpartition(".")[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
