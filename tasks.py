@@ -7,6 +7,7 @@ library and localcloud, it holds no logic of its own.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -428,6 +429,19 @@ def dr_drill(c: Context, env: str = "dev", yes: bool = False) -> None:
         sys.exit(1)
 
 
+@task(help={"env": "environment", "k3s": "the target release: the env file's k3s.version (default)",
+            "dry_run": "show the order and what each node needs; change nothing (exit 2 when nodes would change)",
+            "binary": "a local k3s binary of the target release, for hosts without internet access"})
+def upgrade(c: Context, env: str = "dev", k3s: str = "", dry_run: bool = False, binary: str = "") -> None:
+    """Upgrade k3s one node at a time, servers first: cordon, drain, pinned binary, restart, Ready, uncordon."""
+    _inventory(env)
+    args = [sys.executable, "-m", "nornos_infra.upgrade", env, *(["--k3s", k3s] if k3s else []),
+            *(["--dry-run"] if dry_run else []), *(["--binary", binary] if binary else [])]
+    result = c.run(" ".join(shlex.quote(a) for a in args), warn=True, pty=False)
+    if result is None or result.exited != 0:
+        sys.exit(result.exited if result is not None else 1)
+
+
 def _snapshots(c: Context, *args: str) -> None:
     _inventory(args[1])  # the env: a name, checked before anything runs
     result = c.run(" ".join([sys.executable, "-m", "nornos_infra.snapshots", *args]), env=_localcloud_env(c),
@@ -548,6 +562,6 @@ snapshot_tasks.add_task(snapshot_restore, "restore")
 images_tasks = Collection("images")
 images_tasks.add_task(images_pin, "pin")
 ns = Collection(demo, provision, plan, destroy, bucket, configure, deploy, check, manifests, kubeconfig, cost, backup,
-                restore, dr_drill,
+                restore, dr_drill, upgrade,
                 lint, test,
                 localcloud_tasks, secrets_tasks, ci_tasks, images_tasks, snapshot_tasks)

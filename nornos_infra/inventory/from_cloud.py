@@ -124,6 +124,7 @@ def _shared(spec: EnvSpec, observed: list[Observed], hosts: dict[str, list[tuple
         "backup_s3_bucket": spec.backups.s3_bucket,
         "backup_s3_region": spec.backups.region(),
         "backup_s3_ca_file": path(spec.backups.s3_ca_file),
+        "k3s_version": spec.k3s.version,
         "k3s_binary_path": path(spec.k3s.binary_path),
     }
 

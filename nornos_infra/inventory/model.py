@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from nornos_infra.errors import UserError
+from nornos_infra.kube.versions import K3S_VERSION
 from nornos_infra.vocabulary import GROUPS
 
 SSH_USER = "root"  # Hetzner's images log in as root with the API's SSH keys
@@ -61,6 +62,7 @@ class SharedData(TypedDict, total=False):
     backup_s3_bucket: str
     backup_s3_region: str
     backup_s3_ca_file: str | None
+    k3s_version: str
     k3s_binary_path: str | None
 
 
@@ -105,6 +107,8 @@ HOST_DATA: dict[str, str] = {
     "backup_s3_region": "provision.py: env file backups.s3_region (default the endpoint's first label)",
     "backup_s3_ca_file": "provision.py: env file backups.s3_ca_file (default None: the endpoint's certificate "
                          "chains to a public CA)",
+    "k3s_version": "provision.py: env file k3s.version (default the newest pinned release, "
+                   "nornos_infra/kube/versions.py); raised by `invoke upgrade`",
     "k3s_binary_path": "provision.py: env file k3s.binary_path (default None: download, or skip offline)",
     "k3s_join_address": "team, optional (pyinfra --data): where nodes join; default the first control "
                         "plane's private IP (nornos_infra/roles/k3s.py)",
@@ -124,6 +128,7 @@ ROLE_DEFAULTS: dict[str, Any] = {
     "lb_private_ip": None,
     "lb_service_ports": [80, 443],  # the env file's load_balancer.services default
     "k3s_taints": [],
+    "k3s_version": K3S_VERSION,
     "k3s_binary_path": None,
     "k3s_join_address": None,  # the first control plane's private IP
     "internet_access": True,

@@ -1,12 +1,14 @@
 """k3s servers and agents on the private network, at the pinned version.
 
-- Binary: ``k3s_binary_path`` (a file on the machine running pyinfra, for air-gapped
-  installs) is checked and uploaded; otherwise the release binary is downloaded on the host
-  and verified against the release's sha256sum file (or a pinned checksum when one is
-  set). A failed download or checksum fails the deploy. Where the inventory says the hosts
-  have no internet access (``internet_access``: False on localcloud) and no binary file is
-  given, the role says
-  "k3s skipped: no binary" once per host and does nothing else.
+- Binary: the release ``k3s_version`` names (env file ``k3s.version``), checked against the
+  checksum pinned for it in nornos_infra/k3s_releases.py. ``k3s_binary_path`` (a file on the
+  machine running pyinfra, for air-gapped installs) is checked and uploaded; otherwise the
+  release binary is downloaded on the host, and the release's own sha256sum file must list the
+  pinned figure too. A failed download or checksum fails the deploy; so does a host running a
+  newer k3s than ``k3s_version`` (k3s cannot go back: raise the env file's version instead).
+  Where the inventory says the hosts have no internet access (``internet_access``: False on
+  localcloud) and no binary file is given, the role says "k3s skipped: no binary" once per host
+  and does nothing else.
 - Config: /etc/rancher/k3s/config.yaml per node; the first server (lowest name) runs
   ``cluster-init``, the other servers and the agents join it over the private network;
   ``node-ip`` and ``flannel-iface`` are the private ones; the external Hetzner cloud
@@ -32,16 +34,14 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 
+from nornos_infra import k3s_releases
+from nornos_infra.errors import UserError
 from nornos_infra.kube.versions import K3S_VERSION
 from nornos_infra.paths import TEMPLATES
 from nornos_infra.roles import context
 from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
 BINARY = "/usr/local/bin/k3s"
-RELEASES = "https://github.com/k3s-io/k3s/releases/download"
-# Checksums pinned in the repository win over the release's own sha256sum file. None could be
-# read offline when K3S_VERSION was chosen; add the release's figure here when bumping it.
-K3S_SHA256: dict[str, str] = {}
 
 
 def first_server() -> str:
@@ -102,29 +102,56 @@ def binary_source() -> str | None:
     return "download"
 
 
-def _install_binary(source: str) -> Any:
-    pinned = K3S_SHA256.get("amd64")
+def wanted_version() -> str:
+    return str(host.data.get("k3s_version") or K3S_VERSION)
+
+
+def _pinned(version: str) -> str:
+    try:
+        return k3s_releases.pinned_sha256(version)
+    except UserError as exc:
+        raise OperationError(str(exc)) from None
+
+
+def _install_binary(source: str, version: str) -> Any:
+    pinned = _pinned(version)
     if source == "file":
         local = Path(str(host.data.get("k3s_binary_path"))).expanduser()
         if not local.is_file():
             raise OperationError(f"k3s_binary_path {local} is not a file")
         digest = hashlib.sha256(local.read_bytes()).hexdigest()
-        if pinned and digest != pinned:
-            raise OperationError(f"{local}: sha256 {digest} is not the pinned {K3S_VERSION} checksum {pinned}")
-        return files.put(name=f"k3s {K3S_VERSION} binary (air-gapped)", src=str(local), dest=BINARY, mode="755")
+        if digest != pinned:
+            raise OperationError(f"{local}: sha256 {digest} is not the pinned {version} checksum {pinned}")
+        return files.put(name=f"k3s {version} binary (air-gapped)", src=str(local), dest=BINARY, mode="755")
     current = host.get_fact(Sha256File, path=BINARY)
-    installed = host.get_fact(Command, command=f"{BINARY} --version 2>/dev/null | head -1 || true") or ""
-    if K3S_VERSION in str(installed) and current:
-        return None  # the pinned version is in place
-    check = (f"echo '{pinned}  k3s' | sha256sum -c -" if pinned else
-             f"curl -fsSL --retry 3 {RELEASES}/{K3S_VERSION.replace('+', '%2B')}/sha256sum-amd64.txt"
-             " | grep -E ' k3s$' | sha256sum -c -")
-    return server.shell(name=f"Download k3s {K3S_VERSION} and verify its checksum", commands=[
+    if current == pinned:
+        return None  # this release is in place
+    # one script, not a list: pyinfra runs each listed command in a shell of its own, so the
+    # working directory and $d would not reach the next one
+    return server.shell(name=f"Download k3s {version} and verify its pinned checksum", commands=["\n".join([
         "set -e; d=$(mktemp -d); cd $d",
-        f"curl -fsSL --retry 3 -o k3s {RELEASES}/{K3S_VERSION.replace('+', '%2B')}/k3s",
-        check,
+        f"curl -fsSL --retry 3 -o k3s {k3s_releases.download_url(version, 'k3s')}",
+        f"curl -fsSL --retry 3 -o sha256sum-amd64.txt {k3s_releases.download_url(version, 'sha256sum-amd64.txt')}",
+        # the release's own list must agree with the pin: a wrong pin fails here, loudly
+        f"grep -qx '{pinned}  k3s' sha256sum-amd64.txt || {{ echo 'the release sha256sum-amd64.txt of {version}"
+        f" does not list the pinned checksum {pinned}: check nornos_infra/k3s_releases.py' >&2; exit 1; }}",
+        f"echo '{pinned}  k3s' | sha256sum -c -",
         f"install -m 755 k3s {BINARY}; cd /; rm -rf $d",
-    ])
+    ])])
+
+
+def _refuse_downgrade(version: str) -> None:
+    """k3s (etcd, its datastore migrations) only goes forward: never put an older binary over a newer one."""
+    installed = str(host.get_fact(Command, command=f"{BINARY} --version 2>/dev/null | head -1 || true") or "")
+    if "+k3s" not in installed:
+        return
+    try:
+        running = k3s_releases.parse(installed)
+    except UserError:
+        return
+    if running > k3s_releases.parse(version):
+        raise OperationError(f"{host.name} runs k3s {running}, newer than k3s_version {version}: k3s cannot be "
+                             f"downgraded; set k3s.version: {running} in the env file and run provision.py")
 
 
 def _k3s(role: str) -> None:
@@ -134,14 +161,16 @@ def _k3s(role: str) -> None:
     source = binary_source()
     if source is None:
         logger.warning(f"{host.name}: k3s skipped: no binary (the hosts have no internet access; set "
-                       f"k3s_binary_path to an air-gapped k3s {K3S_VERSION} binary to install it)")
+                       f"k3s_binary_path to an air-gapped k3s {wanted_version()} binary to install it)")
         return
     private_ip = host.data.get("private_ip")
     iface = host.get_fact(Command, command=f"ip -o -4 addr show | awk '$4 ~ /^{private_ip}\\// {{print $2}}'")
     if not iface:
         raise OperationError(f"{host.name}: no interface holds the private address {private_ip}")
+    version = wanted_version()
+    _refuse_downgrade(version)
     values = context.current().secrets
-    binary = _install_binary(source)
+    binary = _install_binary(source, version)
     files.directory(name="k3s config directory", path="/etc/rancher/k3s", mode="700")
     token = secret_file(name="k3s token", path="/etc/rancher/k3s/token", content=values["k3s_token"] + "\n")
     config = files.put(name="k3s config.yaml", dest="/etc/rancher/k3s/config.yaml", mode="600",

@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
+from nornos_infra import k3s_releases
 from nornos_infra.errors import UserError
+from nornos_infra.kube.versions import K3S_VERSION
 
 # Hetzner locations inside the EU (data residency for patient data: GDPR).
 EU_LOCATIONS = ("fsn1", "nbg1", "hel1")
@@ -218,8 +220,22 @@ class BackupsSpec(_Model):
 
 
 class K3sSpec(_Model):
+    # the release the hosts run: one with a pinned checksum (nornos_infra/k3s_releases.py); raising it
+    # is an upgrade (`invoke upgrade`), and the deploy never installs an older one over a newer one
+    version: str = K3S_VERSION
     # a local k3s binary to upload instead of downloading (air-gapped hosts); relative to the env file
     binary_path: str | None = None
+
+    @field_validator("version")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        try:
+            k3s_releases.pinned_sha256(str(k3s_releases.parse(value)))
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        if str(k3s_releases.parse(value)) != value:
+            raise ValueError(f"{value!r} is not a k3s version (like {K3S_VERSION})")
+        return value
 
 
 class SopsSpec(_Model):

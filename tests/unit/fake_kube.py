@@ -29,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.unit import fake_kube_nodes as nodes
 from tests.unit import fake_kube_rules as rules
 
 # (group, version, plural, kind, namespaced)
@@ -36,6 +37,7 @@ BUILTIN = [
     ("", "v1", "namespaces", "Namespace", False), ("", "v1", "serviceaccounts", "ServiceAccount", True),
     ("", "v1", "secrets", "Secret", True), ("", "v1", "configmaps", "ConfigMap", True),
     ("", "v1", "services", "Service", True), ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
+    ("", "v1", "nodes", "Node", False), ("", "v1", "pods", "Pod", True),
     ("apps", "v1", "deployments", "Deployment", True), ("apps", "v1", "statefulsets", "StatefulSet", True),
     ("apps", "v1", "daemonsets", "DaemonSet", True),
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
@@ -50,6 +52,9 @@ BUILTIN = [
     ("helm.cattle.io", "v1", "helmcharts", "HelmChart", True),
     ("helm.cattle.io", "v1", "helmchartconfigs", "HelmChartConfig", True),
 ]
+
+# the patch types kubectl and the kubelet send for nodes (server-side apply is handled apart)
+MERGE_PATCHES = ("application/strategic-merge-patch+json", "application/merge-patch+json")
 
 
 @dataclass
@@ -107,7 +112,7 @@ class State:
     crd_established_after: int = 0  # GETs of a CRD before it reports Established
     crd_gets: dict[str, int] = field(default_factory=dict)
     reject: set[str] = field(default_factory=set)  # names whose apply fails with 422 Invalid
-    forbid_delete: set[str] = field(default_factory=set)  # names whose delete fails with 403 (RBAC, a webhook)
+    forbid_delete: set[str] = field(default_factory=set)  # names whose delete (or eviction) fails with 403 (RBAC)
     version: int = 0
     # Pod Security admission: the level where a namespace has no enforce label (k3s psa.yaml), exemptions
     psa_default: str = "restricted"
@@ -115,6 +120,11 @@ class State:
     # what helm-controller would install when a HelmChart is applied: chart name -> CRD kinds it brings
     charts: dict[str, list[tuple[str, str, str, str, bool]]] = field(default_factory=lambda: {
         "cert-manager": [("cert-manager.io", "v1", "clusterissuers", "ClusterIssuer", False)]})
+    # evictions (fake_kube_nodes.py): an evicted pod a controller owns comes back on another node;
+    # with terminating_gets > 0 it stays (terminating) for that many GETs before it is gone
+    reschedule: bool = True
+    terminating_gets: int = 0
+    terminating: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -207,6 +217,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle(self._record())
 
+    def do_POST(self) -> None:
+        self._handle(self._record())
+
     # --- routing --------------------------------------------------------------------------------------
 
     def _handle(self, req: Request) -> None:
@@ -242,9 +255,14 @@ class Handler(BaseHTTPRequestHandler):
             if rest[0] == "namespaces" and len(rest) >= 3:
                 ns, rest = rest[1], rest[2:]
             plural, name = rest[0], rest[1] if len(rest) > 1 else ""
+            subresource = rest[2] if len(rest) > 2 else ""
             spec = next((r for r in st.resources if r[0] == group and r[1] == version and r[2] == plural), None)
             if spec is None:
                 return self._send(404, _status(404, "NotFound", f"no resource {plural}"))
+            if (group, plural) in (("", "nodes"), ("", "pods")):
+                handled = self._node_or_pod(req, plural, ns, name, subresource)
+                if handled:
+                    return None
             if req.method == "GET" and not name:
                 return self._list(group, version, spec, ns, req)
             key = (group, plural, ns, name)
@@ -263,10 +281,41 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, {"kind": "Status", "status": "Success"})
         return self._send(405, _status(405, "MethodNotAllowed", req.method))
 
+    def _node_or_pod(self, req: Request, plural: str, ns: str, name: str, subresource: str) -> bool:
+        """Nodes and pods as the upgrade uses them (fake_kube_nodes.py); False: the generic handling."""
+        st = self.state
+        key = ("", plural, ns, name)
+        if req.method == "POST" and plural == "pods" and subresource == "eviction":
+            if key in st.terminating:  # already evicted, still terminating: a real server accepts it again
+                self._send(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+                return True
+            if name in st.forbid_delete:
+                self._send(403, _status(403, "Forbidden", f'pods "{name}" is forbidden: User cannot create '
+                                        'resource "pods/eviction"'))
+                return True
+            live = copy.deepcopy(st.objects.get(key))
+            code, body = nodes.evict(st.objects, ns, name, st.reschedule)
+            if code == 201 and st.terminating_gets and live is not None:
+                live["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+                st.objects[key] = live  # its replacement is already there; this one takes a while to go
+                st.terminating[key] = st.terminating_gets
+            self._send(code, body)
+            return True
+        if req.method == "PATCH" and plural == "nodes" and req.content_type in MERGE_PATCHES:
+            self._send(*nodes.patch_node(st.objects, name, req.body, subresource))
+            return True
+        if req.method == "GET" and plural == "pods" and name and key in st.terminating:
+            st.terminating[key] -= 1
+            if st.terminating[key] <= 0:
+                del st.terminating[key]
+                del st.objects[key]
+        return False
+
     def _list(self, group: str, version: str, spec: tuple[str, str, str, str, bool], ns: str, req: Request) -> None:
         items = [copy.deepcopy(o) for (g, p, n, _), o in sorted(self.state.objects.items())
                  if g == group and p == spec[2] and (not ns or n == ns)
-                 and _matches(o["metadata"].get("labels") or {}, req.param("labelSelector"))]
+                 and _matches(o["metadata"].get("labels") or {}, req.param("labelSelector"))
+                 and nodes.on_node(o, req.param("fieldSelector"))]
         for item in items:
             item.pop("apiVersion", None)
             item.pop("kind", None)
@@ -456,13 +505,14 @@ def _managed_fields(owners: dict[tuple[Any, ...], dict[str, str]], api_version: 
 
 
 class FakeKube:
-    """Runs the fake API on 127.0.0.1 (a free port) in a thread; ``state`` holds objects and requests."""
+    """Runs the fake API on 127.0.0.1 (a free port; or ``address``, where real machines reach it) in a
+    thread; ``state`` holds objects and requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1") -> None:
         self.state = State()
         handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((address, 0), handler)
+        self.url = f"http://{address}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         for ns in ("default", "kube-system"):  # what every cluster has
             self.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, "", "namespaces")

@@ -19,6 +19,7 @@ from nornos_infra.cloud.model import Observed, labels_for
 from nornos_infra.errors import UserError
 from nornos_infra.inventory import from_cloud as inventory_build
 from nornos_infra.inventory import text as inventory_text
+from nornos_infra.kube.versions import K3S_VERSION
 from nornos_infra.spec import EnvSpec
 from tests.unit.test_spec import KEY, load_raw, load_shipped, shipped_raw
 
@@ -91,7 +92,7 @@ def test_groups_hosts_and_data(spec: EnvSpec) -> None:
         "ssh_user": "root", "ssh_key": None, "ssh_known_hosts_file": "inventories/dev.known_hosts",
         "ssh_strict_host_key_checking": "yes", "sops_dir": None, "sops_age_key_file": None,
         "backup_s3_endpoint": "https://fsn1.your-objectstorage.com", "backup_s3_bucket": "nornos-dev-backups",
-        "k3s_binary_path": None,
+        "k3s_version": K3S_VERSION, "k3s_binary_path": None,
         "backup_s3_region": "fsn1", "backup_s3_ca_file": None,
     }
     assert all(group[1] == data for group in groups.values())

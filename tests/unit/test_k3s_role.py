@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from nornos_infra import secrets
+from nornos_infra.k3s_releases import PINNED_SHA256
 from nornos_infra.kube.versions import K3S_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +51,8 @@ INTERFACES = {
 def run_fake(tmp_path: Path, internet_access: bool | None = True, binary: Path | None = None, expect_ok: bool = True,
              hosts: dict[str, dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
     """Run the k3s roles against pyinfra's @fake hosts; ``hosts`` adds data per host, ``extra`` goes to
-    the harness (k3s_sha256). With expect_ok=False the failed run's output is returned as {"_log": ...}."""
+    the harness (k3s_sha256), k3s_version to the inventory. With expect_ok=False the failed run's
+    output is returned as {"_log": ...}."""
     env = {**os.environ, "SOPS_AGE_KEY_FILE": str(tmp_path / "age.txt"),
            "NORNOS_SECRETS_DIR": str(tmp_path / "secrets")}
     os.environ.update({k: env[k] for k in ("SOPS_AGE_KEY_FILE", "NORNOS_SECRETS_DIR")})
@@ -66,6 +68,8 @@ def run_fake(tmp_path: Path, internet_access: bool | None = True, binary: Path |
         del common["internet_access"]
     if binary is not None:
         common["k3s_binary_path"] = str(binary)
+    if "k3s_version" in extra:  # the inventory's (env file k3s.version)
+        common["k3s_version"] = extra.pop("k3s_version")
     data = {
         "cp-1": {"private_ip": "10.0.1.1", "public_ipv4": "198.51.100.2", "pool": "cp"},
         "cp-2": {"private_ip": "10.0.1.2", "public_ipv4": "198.51.100.3", "pool": "cp"},
@@ -165,9 +169,67 @@ def test_other_nodes_join_the_first_server(online: dict[str, Any]) -> None:
 def test_the_release_binary_is_verified_before_install(online: dict[str, Any]) -> None:
     commands = "\n".join(online["cp-1"]["commands"])
     version = K3S_VERSION.replace("+", "%2B")
+    pinned = PINNED_SHA256[K3S_VERSION]
     assert f"releases/download/{version}/k3s" in commands
-    assert "sha256sum -c -" in commands
-    assert commands.index("sha256sum -c -") < commands.index("install -m 755 k3s /usr/local/bin/k3s")
+    # the pinned figure is what the binary is checked against; the release's own list must name it too
+    assert f"releases/download/{version}/sha256sum-amd64.txt" in commands
+    assert f"grep -qx '{pinned}  k3s' sha256sum-amd64.txt" in commands
+    assert f"echo '{pinned}  k3s' | sha256sum -c -" in commands
+    check = commands.index(f"echo '{pinned}  k3s' | sha256sum -c -")
+    assert check < commands.index("install -m 755 k3s /usr/local/bin/k3s")
+
+
+def test_the_download_checks_run_as_the_host_runs_them(tmp_path: Path) -> None:
+    """The role's download script, run by bash with curl replaced: the right binary installs; a wrong
+    binary, or a release list that does not name the pin, stops before anything is installed."""
+    pinned_binary = b"\x7fELF the release binary"
+    pin = hashlib.sha256(pinned_binary).hexdigest()
+    result = run_fake(tmp_path, k3s_sha256=pin)
+    script = next(c for c in result["cp-1"]["commands"] if "sha256sum-amd64.txt" in c)
+
+    def run(binary: bytes, listing: str) -> subprocess.CompletedProcess[str]:
+        bindir, dest = tmp_path / "bin", tmp_path / "installed-k3s"
+        bindir.mkdir(exist_ok=True)
+        (bindir / "binary").write_bytes(binary)
+        (bindir / "listing").write_text(listing)
+        (bindir / "curl").write_text(f"""#!/bin/sh
+out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done
+case "$out" in k3s) cp {bindir}/binary k3s ;; *) cp {bindir}/listing "$out" ;; esac
+""")
+        (bindir / "curl").chmod(0o755)
+        dest.unlink(missing_ok=True)
+        return subprocess.run(["bash", "-c", script.replace("/usr/local/bin/k3s", str(dest))], capture_output=True,
+                              text=True, env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}, timeout=30,
+                              cwd=tmp_path)
+
+    ok = run(pinned_binary, f"{'0' * 64}  k3s-airgap-images-amd64.tar\n{pin}  k3s\n")
+    assert ok.returncode == 0, (script, ok.stdout, ok.stderr)
+    assert (tmp_path / "installed-k3s").read_bytes() == pinned_binary
+    tampered = run(b"\x7fELF something else", f"{pin}  k3s\n")
+    assert tampered.returncode != 0 and "FAILED" in tampered.stdout + tampered.stderr
+    assert not (tmp_path / "installed-k3s").exists()
+    other_list = run(pinned_binary, f"{'ab' * 32}  k3s\n")
+    assert other_list.returncode != 0 and not (tmp_path / "installed-k3s").exists()
+    assert f"does not list the pinned checksum {pin}: check nornos_infra/k3s_releases.py" in other_list.stderr
+
+
+def test_the_env_files_k3s_version_is_installed(tmp_path: Path) -> None:
+    result = run_fake(tmp_path, k3s_version="v1.34.3+k3s1")
+    commands = "\n".join(result["cp-1"]["commands"])
+    assert "releases/download/v1.34.3%2Bk3s1/k3s" in commands and K3S_VERSION.replace("+", "%2B") not in commands
+    assert f"echo '{PINNED_SHA256['v1.34.3+k3s1']}  k3s' | sha256sum -c -" in commands
+
+
+def test_a_version_without_a_pinned_checksum_is_refused(tmp_path: Path) -> None:
+    result = run_fake(tmp_path, k3s_version="v1.36.9+k3s1", expect_ok=False)
+    assert "k3s v1.36.9+k3s1 has no pinned checksum in nornos_infra/k3s_releases.py" in result["_log"]
+
+
+def test_a_newer_k3s_on_a_host_is_never_downgraded(tmp_path: Path) -> None:
+    newer = {"/usr/local/bin/k3s --version": "k3s version v1.35.2+k3s1 (0badcafe)"}
+    result = run_fake(tmp_path, hosts={"cp-2": {"fake_responses": newer}}, expect_ok=False)
+    assert (f"cp-2 runs k3s v1.35.2+k3s1, newer than k3s_version {K3S_VERSION}: k3s cannot be downgraded; "
+            "set k3s.version: v1.35.2+k3s1 in the env file and run provision.py") in result["_log"]
 
 
 def test_the_token_never_shows_in_commands(online: dict[str, Any], tmp_path: Path) -> None:
@@ -181,7 +243,7 @@ def test_the_token_never_shows_in_commands(online: dict[str, Any], tmp_path: Pat
 
 
 INSTALLED = {"/usr/local/bin/k3s --version": f"k3s version {K3S_VERSION} (0123abcd)",
-             "sha256sum /usr/local/bin/k3s": "ab" * 32 + "  /usr/local/bin/k3s"}
+             "sha256sum /usr/local/bin/k3s": PINNED_SHA256[K3S_VERSION] + "  /usr/local/bin/k3s"}
 
 
 def test_the_pinned_version_already_installed_is_not_downloaded_again(tmp_path: Path) -> None:
@@ -189,18 +251,11 @@ def test_the_pinned_version_already_installed_is_not_downloaded_again(tmp_path: 
     assert not any("curl" in c or "install -m 755 k3s" in c for c in result["cp-1"]["commands"])
     assert any("curl" in c for c in result["cp-2"]["commands"])  # the others still get it
     # another version installed: replaced by the pinned one
-    older = {**INSTALLED, "/usr/local/bin/k3s --version": "k3s version v1.33.1+k3s1 (fedcba98)"}
+    older = {"/usr/local/bin/k3s --version": "k3s version v1.34.3+k3s1 (fedcba98)",
+             "sha256sum /usr/local/bin/k3s": PINNED_SHA256["v1.34.3+k3s1"] + "  /usr/local/bin/k3s"}
     result = run_fake(tmp_path, hosts={"cp-1": {"fake_responses": older}})
     commands = "\n".join(result["cp-1"]["commands"])
     assert "install -m 755 k3s /usr/local/bin/k3s" in commands and "sha256sum -c -" in commands
-
-
-def test_a_pinned_checksum_is_checked_instead_of_the_release_file(tmp_path: Path) -> None:
-    pinned = "cd" * 32
-    result = run_fake(tmp_path, k3s_sha256=pinned)
-    commands = "\n".join(result["cp-1"]["commands"])
-    assert f"echo '{pinned}  k3s' | sha256sum -c -" in commands
-    assert "sha256sum-amd64.txt" not in commands
 
 
 def test_an_air_gapped_binary_that_is_missing_is_an_error(tmp_path: Path) -> None:
@@ -238,7 +293,8 @@ def test_an_inventory_without_internet_access_downloads_as_the_role_defaults_say
 def test_an_air_gapped_binary_is_uploaded(tmp_path: Path) -> None:
     binary = tmp_path / "k3s"
     binary.write_bytes(b"\x7fELF fake k3s for the install path")
-    result = run_fake(tmp_path, internet_access=False, binary=binary)
+    result = run_fake(tmp_path, internet_access=False, binary=binary,
+                      k3s_sha256=hashlib.sha256(binary.read_bytes()).hexdigest())
     assert result["cp-1"]["files"]["/usr/local/bin/k3s"].startswith("\x7fELF")
     assert not any("curl" in c for c in result["cp-1"]["commands"])
     assert any("systemctl" in c and "k3s" in c for c in result["cp-1"]["commands"])

@@ -7,7 +7,8 @@ Output: {host: {"commands": [...], "files": {remote path: content}}}.
 A host's ``fake_ip_addr`` (the text ``ip -o -4 addr show`` prints there) makes the role's
 interface detection run for real: its command goes to a local shell where ``ip`` prints that
 text, so the role's own pipeline (awk and all) picks the interface, not a canned answer.
-``k3s_sha256`` in the input pins the k3s checksum (nornos_infra.roles.k3s.K3S_SHA256["amd64"]).
+``k3s_sha256`` in the input replaces the checksum pinned for the hosts' k3s_version
+(nornos_infra.k3s_releases.PINNED_SHA256), as a test binary needs.
 """
 
 from __future__ import annotations
@@ -82,7 +83,11 @@ def main() -> None:
     from nornos_infra.roles import k3s
 
     if spec.get("k3s_sha256"):
-        k3s.K3S_SHA256["amd64"] = spec["k3s_sha256"]
+        from nornos_infra import k3s_releases
+        from nornos_infra.kube.versions import K3S_VERSION
+
+        version = spec["common"].get("k3s_version") or K3S_VERSION
+        k3s_releases.PINNED_SHA256[version] = spec["k3s_sha256"]
 
     def deploy_all() -> None:
         from pyinfra.context import host
