@@ -29,9 +29,11 @@ from hcloud import Client
 
 from nornos_infra import inventory, overrides, secrets
 from nornos_infra.admin_key import ensure_keypair
+from nornos_infra.kube.versions import K3S_VERSION
 from nornos_infra.roles.hardening import LOAD_AUDIT_RULES
 from nornos_infra.roles.postgres import PG_VERSION
 from tests.conftest import TOKEN, LocalCloud
+from tests.e2e import k3s_stand_in
 from tests.e2e.conftest import assert_nothing_left, ssh
 from tests.e2e.test_api_hosts import start_with_hosts, stop_with_hosts
 
@@ -696,36 +698,23 @@ def test_the_reachability_summary_matches_the_design(deployed: Env) -> None:
     assert "UNEXPECTED" not in proc.stdout and "probes as designed" in proc.stdout
 
 
-# No k3s binary can be had offline: this stand-in answers --version and, started by the k3s
-# unit (Type=notify), tells systemd it is ready and idles. Everything around it is real.
-STAND_IN_K3S = """#!/usr/bin/python3
-import os, socket, sys, time
-if sys.argv[1:2] == ["--version"]:
-    print("k3s version v1.35.0+k3s3 (stand-in for tests)")
-    sys.exit(0)
-address = os.environ.get("NOTIFY_SOCKET", "")
-if address:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.connect("\\0" + address[1:] if address.startswith("@") else address)
-    s.send(b"READY=1")
-while True:
-    time.sleep(3600)
-"""
-
-
 def test_k3s_install_path_with_a_stand_in_binary(deployed: Env) -> None:
-    import hashlib
-
+    # no k3s binary can be had offline: a stand-in of the env's release (tests/e2e/k3s_stand_in.py),
+    # its checksum pinned in the pyinfra process only; everything around it is real
     binary = deployed.work / "k3s"
-    binary.write_text(STAND_IN_K3S)
-    k3s = [str(Path(sys.executable).parent / "pyinfra"), "-y", str(deployed.work / "inv" / "dev.py"),
+    pin = k3s_stand_in.write(binary, K3S_VERSION)
+    k3s = [*k3s_stand_in.pinned_pyinfra({K3S_VERSION: pin}), "-y", str(deployed.work / "inv" / "dev.py"),
            str(ROOT / "deploys" / "k3s.py"), "--data", f"k3s_binary_path={binary}"]
+    unpinned = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), *k3s[3:]], env=deployed.vars,
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert unpinned.returncode != 0, "a binary without the pinned checksum is never installed"
+    assert f"sha256 {pin} is not the pinned {K3S_VERSION} checksum" in unpinned.stdout + unpinned.stderr
     first = subprocess.run(k3s, env=deployed.vars, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "k3s skipped" not in first.stderr
     cp, worker, agent = "nornos-dev-control-plane-1", "nornos-dev-workers-1", "nornos-dev-agents-1"
     cp_ip = deployed.host(cp)["private_ip"]
-    assert deployed.on(cp, "sha256sum /usr/local/bin/k3s").split()[0] == hashlib.sha256(binary.read_bytes()).hexdigest()
+    assert deployed.on(cp, "sha256sum /usr/local/bin/k3s").split()[0] == pin
     server = yaml.safe_load(deployed.on(cp, "cat /etc/rancher/k3s/config.yaml"))
     assert server["cluster-init"] is True and server["node-ip"] == cp_ip and server["flannel-iface"] == "enp7s0"
     assert "servicelb" in server["disable"] and server["secrets-encryption"] is True
@@ -739,6 +728,87 @@ def test_k3s_install_path_with_a_stand_in_binary(deployed: Env) -> None:
         assert deployed.on(node, "dpkg-query -W -f '${Status}' cryptsetup") == "install ok installed"
     again = subprocess.run(k3s, env=deployed.vars, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 0 and not changed_operations(again.stderr)
+
+
+def test_k3s_upgrade_one_node_at_a_time_on_real_machines(deployed: Env) -> None:
+    """invoke upgrade's path on the machines the install test left running a stand-in of the env's
+    release: the fake Kubernetes API (nodes, pods, evictions, budgets) on this machine, reachable by
+    the machines; real binary swaps over SSH, real restarts by systemd, the stand-in kubelets
+    reporting their new version. A build that cannot start stops the run at the first server, with
+    the node cordoned and the old binary kept; the same command then resumes and finishes."""
+    from nornos_infra.upgrade import __main__ as command
+    from nornos_infra.upgrade.drain import DrainTiming
+    from nornos_infra.upgrade.nodes import NodeApi
+    from nornos_infra.upgrade.rolling import Stopped, Timing
+    from tests.unit import fake_kube_nodes as objects
+    from tests.unit.fake_kube import FakeKube
+
+    new = "v1.35.1+k3s1"
+    loaded = inventory.load(deployed.work / "inv" / "dev.py")
+    servers = sorted(h.name for h in loaded.hosts("k3s_servers"))
+    agents = sorted(h.name for h in loaded.hosts("k3s_agents"))
+    nodes = servers + agents
+    good, broken = deployed.work / "k3s-new", deployed.work / "k3s-broken"
+    good_pin, broken_pin = k3s_stand_in.write(good, new), k3s_stand_in.write(broken, new, broken=True)
+    timing = Timing(drain=DrainTiming(timeout=60, retry_every=1, poll_every=0.5), ready_timeout=60, ready_poll=0.5)
+    with FakeKube(address="198.51.100.1") as fake:  # this machine, seen from the servers
+        for name in nodes:
+            fake.seed(objects.node(name, K3S_VERSION, server=name in servers), "", "nodes")
+            deployed.on(name, f"echo {fake.url} > {k3s_stand_in.API_FILE}")
+        fake.seed(objects.pdb("nornos", "patient-app", {"app": "patient"}, min_available=1), "policy",
+                  "poddisruptionbudgets")
+        fake.seed(objects.pod("nornos", "patient-app-a", agents[0], {"app": "patient"}), "", "pods")
+        fake.seed(objects.pod("nornos", "patient-app-b", agents[-1], {"app": "patient"}), "", "pods")
+        for name in nodes:
+            fake.seed(objects.pod("kube-system", f"svclb-{name}", name, owner="DaemonSet"), "", "pods")
+        api = NodeApi(fake.api_client())
+        deadline = time.monotonic() + 30  # the stand-ins' heartbeats reach the API
+        while not all(api.node(n).heartbeat != "2026-12-01T00:00:00Z" for n in nodes):
+            assert time.monotonic() < deadline, "the stand-in kubelets never reported to the fake API"
+            time.sleep(0.5)
+
+        lines: list[str] = []
+        assert command.upgrade(api, loaded, new, good_pin, good, dry_run=True, say=lines.append) == 2
+        assert [line.split()[1] for line in lines[1:-1]] == nodes and lines[-1].endswith(f"{len(nodes)} node(s) "
+                                                                                          "to upgrade")
+        # only the stand-in kubelets' own status reports: the dry run changed nothing
+        assert [r for r in fake.state.requests if r.method != "GET" and not r.path.endswith("/status")] == []
+
+        with pytest.raises(Stopped) as stopped:
+            command.upgrade(api, loaded, new, broken_pin, broken, dry_run=False, say=lines.append, timing=timing)
+        first = servers[0]
+        assert str(stopped.value).startswith(
+            f"upgrade stopped at {first} (node 1 of {len(nodes)}, server), step binary: k3s did not start with {new} "
+            "(the binary it replaced is /usr/local/bin/k3s.previous):")
+        assert "stand-in: this build cannot start" in str(stopped.value)
+        assert "The node is left cordoned. Fix the cause, then run the same command again" in str(stopped.value)
+        assert api.node(first).unschedulable and all(not api.node(n).unschedulable for n in nodes[1:])
+        assert deployed.on(first, "/usr/local/bin/k3s.previous --version").startswith(f"k3s version {K3S_VERSION}")
+        for name in nodes[1:]:
+            assert deployed.on(name, "/usr/local/bin/k3s --version").startswith(f"k3s version {K3S_VERSION}")
+
+        lines.clear()
+        assert command.upgrade(api, loaded, new, good_pin, good, dry_run=False, say=lines.append, timing=timing) == 0
+        cordons = [r.path.rsplit("/", 1)[-1] for r in fake.state.requests
+                   if r.method == "PATCH" and r.path.startswith("/api/v1/nodes/") and "/status" not in r.path
+                   and r.body == {"spec": {"unschedulable": True}}]
+        assert cordons == [first, *nodes], "the first server again (resumed), then every node in order"
+        for name in nodes:
+            assert deployed.on(name, "/usr/local/bin/k3s --version") == f"k3s version {new} (stand-in for tests)"
+            assert deployed.on(name, "sha256sum /usr/local/bin/k3s").split()[0] == good_pin
+            assert deployed.on(name, "systemctl is-active k3s") == "active"
+            state = api.node(name)
+            assert (state.version, state.ready, state.unschedulable) == (new, True, False)
+        evicted = [r.path for r in fake.state.requests if r.method == "POST"]
+        assert evicted[0] == "/api/v1/namespaces/nornos/pods/patient-app-a/eviction"
+        assert not any("svclb" in path for path in evicted), "DaemonSet pods stay"
+        assert f"upgrade done: {len(nodes)} node(s) now run {new}" in lines[-1]
+
+        lines.clear()
+        assert command.upgrade(api, loaded, new, good_pin, good, dry_run=False, say=lines.append) == 0
+        assert lines[-1] == f"nothing to do: every node runs {new}"
+        for name in nodes:
+            deployed.on(name, f"rm -f {k3s_stand_in.API_FILE}")
 
 
 # -- every host comes back by itself: reboot, power cycle, reset, a stopped database ----------
