@@ -36,11 +36,13 @@ from nornos_infra.ssh_access import SshAccess
 from nornos_infra.vocabulary import GROUPS
 
 SERVICES = {
-    "k3s_servers": ("ssh", "nftables", "k3s"),
-    "k3s_agents": ("ssh", "nftables", "k3s-agent"),
-    "postgres": ("ssh", "nftables", "postgresql", "cron"),
-    "redis": ("ssh", "nftables", "redis-server", "cron"),
+    "k3s_servers": ("ssh", "nftables", "prometheus-node-exporter", "k3s"),
+    "k3s_agents": ("ssh", "nftables", "prometheus-node-exporter", "k3s-agent"),
+    "postgres": ("ssh", "nftables", "prometheus-node-exporter", "postgresql", "prometheus-postgres-exporter", "cron"),
+    "redis": ("ssh", "nftables", "prometheus-node-exporter", "redis-server", "prometheus-redis-exporter", "cron"),
 }
+# what Prometheus (on the k3s nodes) reads on every host, and on the data hosts
+EXPORTERS = {"node exporter": 9100, "postgres exporter": 9187, "redis exporter": 9121}
 PROBE_TIMEOUT = 3
 HERE = "this machine"
 
@@ -86,6 +88,18 @@ def plan(hosts: list[Host], lb_ip: str | None = None, lb_ports: Iterable[int] = 
             probes.append(Probe(node.name, redis.name, redis.private_ip, 6379, "Redis from the cluster", True))
         probes += [Probe(p.name, redis.name, redis.private_ip, 6379, "Redis from the PostgreSQL host", False)
                    for p in by_group["postgres"]]
+    data_hosts = by_group["postgres"] + by_group["redis"]
+    for target in hosts:
+        ports = [("node exporter", 9100)] + [(name, EXPORTERS[name]) for group, name in
+                                              (("postgres", "postgres exporter"), ("redis", "redis exporter"))
+                                              if target.group == group]
+        for name, port in ports:
+            probes.append(Probe(HERE, target.name, target.public_ip, port, f"{name} from the internet side", False))
+            if node is not None:
+                probes.append(Probe(node.name, target.name, target.private_ip, port, f"{name} from the cluster",
+                                    True))
+            probes += [Probe(other.name, target.name, target.private_ip, port, f"{name} from a data host",
+                             False) for other in data_hosts if other.name != target.name]
     if lb_ip:  # the one public entry: it accepts whether or not the cluster behind it is up yet
         probes += [Probe(HERE, "load balancer", lb_ip, int(port), "the load balancer from the internet", True)
                    for port in lb_ports]

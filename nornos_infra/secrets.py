@@ -52,8 +52,8 @@ def secrets_dir() -> Path:
 # db_password_<app>: each app's own PostgreSQL role (nornos_infra/vocabulary.py).
 DB_PASSWORDS = tuple("db_password_" + sql_name(app) for app in DB_APPS)
 # pgbackrest_cipher_pass: pgBackRest encrypts the point-in-time backups with it (nornos_infra/roles/pitr.py)
-GENERATED = ("k3s_token", "redis_password", "redis_admin_password", "csi_encryption_passphrase",
-             "pgbackrest_cipher_pass", *DB_PASSWORDS)
+GENERATED = ("k3s_token", "redis_password", "redis_admin_password", "redis_monitor_password",
+             "csi_encryption_passphrase", "pgbackrest_cipher_pass", *DB_PASSWORDS)
 PROVIDED = ("hcloud_token", "object_storage_access_key", "object_storage_secret_key", "slack_webhook_url")
 
 
@@ -68,8 +68,9 @@ class Secrets(Mapping[str, str]):
         try:
             return self._values[key]
         except KeyError:
-            raise UserError(f"secrets/{self.env}.sops.yaml has no {key!r}; add it with "
-                            f"`invoke secrets.edit --env {self.env}`") from None
+            how = (f"`invoke secrets.fill --env {self.env}` generates it" if key in GENERATED else
+                   f"add it with `invoke secrets.edit --env {self.env}`")
+            raise UserError(f"secrets/{self.env}.sops.yaml has no {key!r}; {how}") from None
 
     def __contains__(self, key: object) -> bool:  # Mapping's would raise the missing key's UserError
         return key in self._values

@@ -4,7 +4,8 @@
 # the ssh client, haproxy and openssl (load balancers, https certificates), e2fsprogs and xfsprogs (volumes), ping (probes in tests), kmod (modprobe br_netfilter where it is a module).
 # Idempotent and quiet: it installs only what is missing, with one `apt-get update`.
 set -euo pipefail
-packages=(debootstrap systemd-container nftables apt-cacher-ng iproute2 openssh-client haproxy openssl e2fsprogs xfsprogs iputils-ping kmod)
+packages=(debootstrap systemd-container nftables apt-cacher-ng iproute2 openssh-client haproxy openssl e2fsprogs xfsprogs iputils-ping kmod
+          prometheus)  # promtool: the alert rules are checked and unit-tested with it
 if [ "$(id -u)" != 0 ]; then
     echo "hosts-deps: not root; skipping (--hosts nspawn and the e2e tests need root)" >&2
     exit 0

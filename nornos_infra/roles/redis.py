@@ -21,16 +21,24 @@ from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 
 APP_USER = "nornos_app"
 ADMIN_USER = "nornos_admin"
+MONITOR_USER = "nornos_monitor"  # the redis exporter (nornos_infra/roles/exporters.py)
 
 
-def acl_file(app_password: str, admin_password: str) -> str:
+# what the redis exporter runs (INFO, CONFIG GET, CLIENT LIST, SLOWLOG, LATENCY LATEST, MEMORY
+# STATS), and no key of the apps
+MONITOR_COMMANDS = ("-@all +ping +info +config|get +client|list +client|info +client|setname +slowlog|get "
+                    "+slowlog|len +latency|latest +memory|stats +select")
+
+
+def acl_file(app_password: str, admin_password: str, monitor_password: str) -> str:
     """users.acl: the default user off; passwords only as #sha256 (Redis ACL syntax)."""
     def digest(password: str) -> str:
         return hashlib.sha256(password.encode()).hexdigest()
 
     return (f"user default off\n"
             f"user {APP_USER} on #{digest(app_password)} ~* &* +@all -@dangerous\n"
-            f"user {ADMIN_USER} on #{digest(admin_password)} ~* &* +@all\n")
+            f"user {ADMIN_USER} on #{digest(admin_password)} ~* &* +@all\n"
+            f"user {MONITOR_USER} on #{digest(monitor_password)} resetkeys resetchannels {MONITOR_COMMANDS}\n")
 
 
 @context.role("Redis")
@@ -46,7 +54,8 @@ def redis() -> None:
                           user="redis", group="redis", mode="640", private_ip=private_ip,
                           maxmemory_mb=sizing.redis_maxmemory_mb(memory))
     acl = secret_file(name="Redis ACL users (hashed passwords)", path="/etc/redis/users.acl",
-                      content=acl_file(values["redis_password"], values["redis_admin_password"]),
+                      content=acl_file(values["redis_password"], values["redis_admin_password"],
+                                       values["redis_monitor_password"]),
                       mode="640", user="redis", group="redis")
     limits = files.put(name="Redis: no core dumps", src=str(TEMPLATES / "redis-nornos.conf"),
                        dest="/etc/systemd/system/redis-server.service.d/50-nornos.conf", mode="644",

@@ -4,8 +4,42 @@ set -euo pipefail
 STATUS=/var/lib/nornos/backup.status
 WHAT=${WHAT:-backup}
 
+METRICS_DIR=/var/lib/prometheus/node-exporter
+JOB=${JOB:-$WHAT}  # the part of the run going on: $WHAT, then ${WHAT}_offsite
+
+# the job's last run for Prometheus (the node exporter's textfile collector): when it finished,
+# whether it succeeded, when it last succeeded, what its last success wrote (bytes); a failure
+# keeps the last success's time and size. Written whole, then renamed into place.
+publish_metrics() {
+    local job="$1" ok="$2" bytes="${3:-}" file now last_ok
+    [ -d "$METRICS_DIR" ] || return 0
+    file="$METRICS_DIR/nornos_backup_$job.prom"
+    now=$(date +%s)
+    if [ "$ok" = 1 ]; then
+        last_ok=$now
+    else
+        last_ok=$(sed -n 's/^nornos_backup_last_success_timestamp_seconds{[^}]*} //p' "$file" 2>/dev/null || true)
+        bytes=$(sed -n 's/^nornos_backup_last_size_bytes{[^}]*} //p' "$file" 2>/dev/null || true)
+    fi
+    printf '%s\n' \
+        "# HELP nornos_backup_last_run_timestamp_seconds When the backup job last finished, ok or not." \
+        "# TYPE nornos_backup_last_run_timestamp_seconds gauge" \
+        "nornos_backup_last_run_timestamp_seconds{backup=\"$job\"} $now" \
+        "# HELP nornos_backup_last_success Whether the backup job's last run succeeded (1) or failed (0)." \
+        "# TYPE nornos_backup_last_success gauge" \
+        "nornos_backup_last_success{backup=\"$job\"} $ok" \
+        "# HELP nornos_backup_last_success_timestamp_seconds When the backup job last succeeded (0: never)." \
+        "# TYPE nornos_backup_last_success_timestamp_seconds gauge" \
+        "nornos_backup_last_success_timestamp_seconds{backup=\"$job\"} ${last_ok:-0}" \
+        "# HELP nornos_backup_last_size_bytes What the backup job's last success wrote, in bytes." \
+        "# TYPE nornos_backup_last_size_bytes gauge" \
+        "nornos_backup_last_size_bytes{backup=\"$job\"} ${bytes:-0}" > "$file.$$"
+    chmod 644 "$file.$$" && mv -f "$file.$$" "$file"
+}
+
 notify_failure() {
     local reason="$1"
+    publish_metrics "$JOB" 0 || true
     logger -t nornos-backup -p user.err "$WHAT FAILED on $(hostname): $reason"
     echo "failed $(date -u +%FT%TZ) $WHAT: $reason" > "$STATUS.$WHAT"
     if [ -n "${SLACK_WEBHOOK_URL:-}" ]; then

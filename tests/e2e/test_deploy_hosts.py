@@ -532,10 +532,56 @@ def test_a_failed_backup_is_visible(deployed: Env) -> None:
         assert deployed.on(PG, "cut -d' ' -f1 /var/lib/nornos/backup.status.postgres") == "failed"
         assert "postgres FAILED" in deployed.on(PG, "journalctl -t nornos-backup --no-pager -n 5")
         assert received and b"postgres failed on nornos-dev-postgres-1" in received[0]
+        assert _backup_metric(deployed, "nornos_backup_last_success", "postgres") == "0"
     finally:
         deployed.on(PG, f"echo {original} | base64 -d > {settings} && systemctl start postgresql")
         server.shutdown()
     assert _as_cron(deployed, "nornos-backup").returncode == 0
+    assert _backup_metric(deployed, "nornos_backup_last_success", "postgres") == "1"
+
+
+def _exporter(env: Env, host: str, port: int) -> str:
+    """An exporter's page as Prometheus on a k3s node reads it: over the private network."""
+    address = env.host(host)["private_ip"]
+    return env.on("nornos-dev-workers-1", f"curl -fsS -m 10 http://{address}:{port}/metrics")
+
+
+def _backup_metric(env: Env, metric: str, backup: str) -> str:
+    found = re.search(rf'^{metric}{{backup="{backup}"}} (\S+)$', _exporter(env, PG, 9100), re.M)
+    assert found, f"no {metric} for {backup} on the node exporter of {PG}"
+    return found.group(1)
+
+
+def test_the_exporters_serve_the_data_services(deployed: Env) -> None:
+    """node, postgres and redis exporters (Debian's), read from a k3s node; their own users see
+    statistics and nothing of the apps' data."""
+    for name in (PG, REDIS, "nornos-dev-control-plane-1"):
+        assert re.search(r'^node_filesystem_avail_bytes\{.*mountpoint="/"', _exporter(deployed, name, 9100), re.M)
+    postgres = _exporter(deployed, PG, 9187)
+    assert re.search(r"^pg_up 1$", postgres, re.M)
+    assert re.search(r"^pg_settings_max_connections \d+", postgres, re.M)
+    assert re.search(r"^pg_archiver_archived_count \d+", postgres, re.M), "WAL archiving (pg_stat_archiver)"
+    redis = _exporter(deployed, REDIS, 9121)
+    assert re.search(r"^redis_up 1$", redis, re.M) and re.search(r"^redis_memory_max_bytes [1-9]", redis, re.M)
+    assert re.search(r"^redis_evicted_keys_total \d+", redis, re.M)
+    # the exporters' own accounts: monitoring only
+    assert deployed.on(PG, "runuser -u postgres -- psql -tAc \"select rolsuper::text || ' ' || "
+                           "pg_has_role('prometheus', 'pg_monitor', 'member')::text from pg_roles where "
+                           "rolname = 'prometheus'\"") == "false true"
+    # no access to an app's database, no writes anywhere (the role logs in by peer authentication)
+    denied = deployed.on(PG, "runuser -u prometheus -- psql -d patient_app -tAc 'create table intruder (id int)' "
+                             "2>&1 || true")
+    assert "permission denied" in denied, denied
+    values = secrets.load("dev")
+    answer = deployed.on(REDIS, f"REDISCLI_AUTH='{values['redis_monitor_password']}' redis-cli --user nornos_monitor "
+                                "--no-auth-warning get anything; REDISCLI_AUTH='"
+                                f"{values['redis_monitor_password']}' redis-cli --user nornos_monitor "
+                                "--no-auth-warning info server | head -2")
+    assert "NOPERM" in answer and "redis_version" in answer
+    # the backups' textfile metrics: the last run of each job
+    assert _backup_metric(deployed, "nornos_backup_last_success", "postgres") == "1"
+    assert int(_backup_metric(deployed, "nornos_backup_last_size_bytes", "postgres")) > 0
+    assert _backup_metric(deployed, "nornos_backup_last_success", "postgres_offsite") == "1"
 
 
 BUCKET = "nornos-dev-backups"  # environments/dev.yaml
@@ -612,9 +658,13 @@ def test_a_failed_upload_is_visible(deployed: Env) -> None:
         journal = deployed.on(PG, "journalctl -t nornos-backup --no-pager -n 5")
         assert "postgres FAILED" in journal and "offsite upload" in journal
         assert "x" * 40 not in run.stdout + run.stderr + status + journal, "the secret is never printed"
+        # the dumps were made; their upload failed: two jobs, as Prometheus sees them
+        assert _backup_metric(deployed, "nornos_backup_last_success", "postgres") == "1"
+        assert _backup_metric(deployed, "nornos_backup_last_success", "postgres_offsite") == "0"
     finally:
         deployed.on(PG, f"echo {original} | base64 -d > {settings}")
     assert _as_cron(deployed, "nornos-backup").returncode == 0
+    assert _backup_metric(deployed, "nornos_backup_last_success", "postgres_offsite") == "1"
 
 
 def _sql(env: Env, sql: str, database: str = "patient_app") -> str:
@@ -829,8 +879,9 @@ def _boot_id(env: Env, name: str) -> str:
 
 def _services(env: Env, name: str) -> list[str]:
     """What the roles installed on the host and enabled (k3s only where it was installed)."""
-    wanted = ["ssh", "cron", "nftables"]
-    wanted += {PG: [f"postgresql@{PG_VERSION}-main"], REDIS: ["redis-server"]}.get(name, [])
+    wanted = ["ssh", "cron", "nftables", "prometheus-node-exporter"]
+    wanted += {PG: [f"postgresql@{PG_VERSION}-main", "prometheus-postgres-exporter"],
+               REDIS: ["redis-server", "prometheus-redis-exporter"]}.get(name, [])
     if name in K3S_NODES and env.on(name, "systemctl cat k3s >/dev/null 2>&1 && echo yes || echo no") == "yes":
         wanted.append("k3s")
     return wanted

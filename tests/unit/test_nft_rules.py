@@ -46,3 +46,17 @@ def test_the_kube_api_only_from_the_admins_and_the_nodes() -> None:
                      'ip saddr @k3s_nodes tcp dport 6443 accept comment "Kubernetes API from the nodes"']
     ssh = [line for line in render("k3s_server") if "dport 22 " in line]
     assert ssh == ['ip saddr @admin tcp dport 22 accept comment "SSH from the admin networks"']
+
+
+EXPORTERS = {"k3s_server": [9100], "k3s_agent": [9100], "postgres": [9100, 9187], "redis": [9100, 9121]}
+
+
+@pytest.mark.parametrize("role", sorted(EXPORTERS))
+def test_exporters_only_from_the_k3s_nodes(role: str) -> None:
+    """Prometheus runs on the k3s nodes: each exporter port is open to them and to nobody else."""
+    lines = render(role)
+    exporter_lines = [line for line in lines if re.search(r"dport (9100|9187|9121) ", line)]
+    assert [int(re.search(r"dport (\d+)", line).group(1)) for line in exporter_lines] == EXPORTERS[role]  # type: ignore[union-attr]
+    assert all(line.startswith("ip saddr @k3s_nodes tcp dport ") for line in exporter_lines)
+    # without k3s nodes in the inventory the exporters are open to no one (and the set is not declared)
+    assert not [line for line in render(role, k3s_node_private_ips=[]) if re.search(r"dport (9100|9187|9121) ", line)]

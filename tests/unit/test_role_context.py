@@ -120,7 +120,7 @@ def test_every_step_of_the_deploy_is_a_role_with_the_defaults() -> None:
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in modules:
             module, _, name = modules[node.func.id].rpartition(".")
             called.append((module, name))
-    assert len(called) == 12, called
+    assert len(called) == 15, called
     not_roles = []
     for module, name in called:
         function = getattr(importlib.import_module(module), name)

@@ -121,11 +121,15 @@ def test_hba_entries_one_host_each_in_address_order() -> None:
 def test_redis_acl_file() -> None:
     app = hashlib.sha256(b"app-secret").hexdigest()
     admin = hashlib.sha256(b"admin-secret").hexdigest()
-    assert acl_file("app-secret", "admin-secret") == (
+    monitor = hashlib.sha256(b"monitor-secret").hexdigest()
+    made = acl_file("app-secret", "admin-secret", "monitor-secret")
+    assert made == (
         "user default off\n"
         f"user {APP_USER} on #{app} ~* &* +@all -@dangerous\n"
-        f"user {ADMIN_USER} on #{admin} ~* &* +@all\n")
-    assert "secret" not in acl_file("app-secret", "admin-secret").replace(app, "").replace(admin, "")
+        f"user {ADMIN_USER} on #{admin} ~* &* +@all\n"
+        f"user nornos_monitor on #{monitor} resetkeys resetchannels -@all +ping +info +config|get +client|list "
+        "+client|info +client|setname +slowlog|get +slowlog|len +latency|latest +memory|stats +select\n")
+    assert "secret" not in made.replace(app, "").replace(admin, "").replace(monitor, "")
 
 
 def test_scram_verifier_has_a_fresh_16_byte_salt_and_the_default_iterations() -> None:
