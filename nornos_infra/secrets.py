@@ -53,7 +53,7 @@ def secrets_dir() -> Path:
 DB_PASSWORDS = tuple("db_password_" + sql_name(app) for app in DB_APPS)
 # pgbackrest_cipher_pass: pgBackRest encrypts the point-in-time backups with it (nornos_infra/roles/pitr.py)
 GENERATED = ("k3s_token", "redis_password", "redis_admin_password", "redis_monitor_password",
-             "csi_encryption_passphrase", "pgbackrest_cipher_pass", *DB_PASSWORDS)
+             "csi_encryption_passphrase", "pgbackrest_cipher_pass", "grafana_admin_password", *DB_PASSWORDS)
 PROVIDED = ("hcloud_token", "object_storage_access_key", "object_storage_secret_key", "slack_webhook_url")
 
 

@@ -15,3 +15,8 @@ DB_APPS = ("patient-app", "doctor-app", "agent-service", "shared-data-server", "
 def sql_name(app: str) -> str:
     """An app's database and role name in PostgreSQL (no dashes)."""
     return app.replace("-", "_")
+
+
+# the exporters on the hosts (nornos_infra/roles/exporters.py), as the firewall opens them to the
+# k3s nodes and Prometheus scrapes them (nornos_infra/monitoring/scrape.py)
+NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT = 9100, 9187, 9121

@@ -5,7 +5,7 @@
 # Idempotent and quiet: it installs only what is missing, with one `apt-get update`.
 set -euo pipefail
 packages=(debootstrap systemd-container nftables apt-cacher-ng iproute2 openssh-client haproxy openssl e2fsprogs xfsprogs iputils-ping kmod
-          prometheus)  # promtool: the alert rules are checked and unit-tested with it
+          prometheus prometheus-alertmanager)  # promtool and amtool: the alert rules and Alertmanager's configuration are checked with them
 if [ "$(id -u)" != 0 ]; then
     echo "hosts-deps: not root; skipping (--hosts nspawn and the e2e tests need root)" >&2
     exit 0

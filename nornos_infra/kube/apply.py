@@ -28,6 +28,7 @@ PRUNE_KINDS: tuple[tuple[str, str], ...] = (
     ("storage.k8s.io/v1", "StorageClass"), ("rbac.authorization.k8s.io/v1", "Role"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("helm.cattle.io/v1", "HelmChart"),
     ("helm.cattle.io/v1", "HelmChartConfig"), ("cert-manager.io/v1", "ClusterIssuer"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 )
 
 

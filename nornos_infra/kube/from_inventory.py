@@ -12,11 +12,15 @@ from nornos_infra.errors import UserError
 from nornos_infra.kube.environment import apply_environment
 from nornos_infra.kube.generated import Endpoints
 from nornos_infra.kube.report import Report
+from nornos_infra.monitoring.scrape import Monitored
+from nornos_infra.vocabulary import GROUP_OF_ROLE
 
 
 def endpoints_from(inventory_file: Path) -> Endpoints:
     loaded = inventory.load(inventory_file)
-    return Endpoints(postgres_host=loaded.first("postgres").private_ip, redis_host=loaded.first("redis").private_ip)
+    role_of_group = {group: role for role, group in GROUP_OF_ROLE.items()}
+    return Endpoints(postgres_host=loaded.first("postgres").private_ip, redis_host=loaded.first("redis").private_ip,
+                     monitored=tuple(Monitored(h.name, role_of_group[h.group], h.private_ip) for h in loaded.hosts()))
 
 
 def apply_from_inventory(env: str, dry_run: bool) -> Report:

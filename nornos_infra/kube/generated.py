@@ -12,6 +12,12 @@ as a flat mapping; this module only shapes them into Secret objects. Keys it rea
 - ``redis_password``: the password of Redis's ACL user ``nornos_app`` (the default user is off);
   each app gets its own logical database number
 - ``object_storage_access_key``, ``object_storage_secret_key``: S3 keys for shared-data-server
+- ``grafana_admin_password``: Grafana's admin (Secret monitoring/grafana-admin)
+- ``slack_webhook_url`` (may be empty: alerts then reach no one, and the Secret says so):
+  Alertmanager's Slack receiver (Secret monitoring/alertmanager-nornos)
+
+Not secret, but generated here as well, from the inventory: the scrape jobs of the hosts'
+exporters (Secret monitoring/nornos-scrape-configs, the chart's additionalScrapeConfigsSecret).
 """
 
 from __future__ import annotations
@@ -21,11 +27,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
+import yaml
+
 from nornos_infra.errors import UserError
 from nornos_infra.kube.model import Obj
+from nornos_infra.monitoring import alerting, scrape
+from nornos_infra.monitoring.scrape import Monitored
 from nornos_infra.vocabulary import DB_APPS
 
 APP_NAMESPACE = "nornos"
+MONITORING_NAMESPACE = "monitoring"
 # Redis logical databases: one per app, so keys never collide.
 REDIS_APPS = {"patient-app": 0, "doctor-app": 1, "agent-service": 2, "relay-server": 3, "auth-service": 4}
 OBJECT_STORAGE_APPS = ("shared-data-server",)
@@ -40,6 +51,7 @@ class Endpoints:
     redis_host: str
     object_storage_endpoint: str = "https://fsn1.your-objectstorage.com"
     postgres_sslmode: str = "require"
+    monitored: tuple[Monitored, ...] = ()  # every host, for Prometheus's scrape jobs
 
 
 def db_key(app: str) -> str:
@@ -48,7 +60,7 @@ def db_key(app: str) -> str:
 
 def required_keys() -> list[str]:
     return ["hcloud_token", "csi_encryption_passphrase", "redis_password", "object_storage_access_key",
-            "object_storage_secret_key", *(db_key(a) for a in DB_APPS)]
+            "object_storage_secret_key", "grafana_admin_password", *(db_key(a) for a in DB_APPS)]
 
 
 def _secret(name: str, namespace: str, data: Mapping[str, str], purpose: str) -> Obj:
@@ -90,7 +102,26 @@ def generated_secrets(env: str, values: Mapping[str, str], endpoints: Endpoints)
             "access-key-id": values["object_storage_access_key"],
             "secret-access-key": values["object_storage_secret_key"],
         }, f"Hetzner Object Storage (S3) access of {app}"))
-    return out
+    return out + monitoring_secrets(env, values, endpoints)
+
+
+def monitoring_secrets(env: str, values: Mapping[str, str], endpoints: Endpoints) -> list[Obj]:
+    """Grafana's admin, Alertmanager's configuration (Slack), the scrape jobs of the hosts' exporters."""
+    webhook = values.get("slack_webhook_url") or ""
+    routed = ("alerts go to Slack (slack_webhook_url)" if webhook else
+              "NO slack_webhook_url in the secrets: alerts reach no one; set it with invoke secrets.edit")
+    return [
+        _secret("grafana-admin", MONITORING_NAMESPACE, {"admin-user": "admin",
+                                                         "admin-password": values["grafana_admin_password"]},
+                "Grafana's admin user (grafana_admin_password)"),
+        _secret("alertmanager-nornos", MONITORING_NAMESPACE,
+                {"alertmanager.yaml": yaml.safe_dump(alerting.alertmanager_config(env, webhook), sort_keys=False)},
+                f"Alertmanager's configuration: {routed}"),
+        _secret("nornos-scrape-configs", MONITORING_NAMESPACE,
+                {"scrape-configs.yaml": yaml.safe_dump(scrape.scrape_configs(env, list(endpoints.monitored)),
+                                                       sort_keys=False)},
+                "Prometheus's scrape jobs for the hosts' exporters, from the inventory"),
+    ]
 
 
 def referenced_secrets(objs: list[Obj]) -> set[tuple[str, str]]:

@@ -25,7 +25,8 @@ class ManifestError(UserError):
         super().__init__(f"{len(problems)} manifest problem(s): " + "; ".join(problems[:5]) + more)
 
 
-# Custom resources we render: their CRDs come with k3s (HelmChart, HelmChartConfig) or with a chart (cert-manager),
+# Custom resources we render: their CRDs come with k3s (HelmChart, HelmChartConfig) or with a chart (cert-manager,
+# kube-prometheus-stack's PrometheusRule),
 # so kubernetes-validate has no schema for them. These cover the fields we use and refuse others.
 _STR = {"type": "string"}
 _HELMCHART_SPEC = {
@@ -49,6 +50,25 @@ _ISSUER_SPEC = {
                        "preferredChain": _STR}},
         "ca": {"type": "object"}, "selfSigned": {"type": "object"}},
 }
+# our alert rules: each alert says how bad it is, what happened and where the runbook is
+_ALERT_RULE = {
+    "type": "object", "additionalProperties": False, "required": ["alert", "expr", "labels", "annotations"],
+    "properties": {"alert": {"type": "string", "pattern": "^[A-Z][A-Za-z0-9]+$"}, "expr": _STR,
+                   "for": {"type": "string", "pattern": "^[0-9]+[smhd]$"},
+                   "labels": {"type": "object", "required": ["severity"],
+                              "properties": {"severity": {"enum": ["critical", "warning"]}}},
+                   "annotations": {"type": "object", "required": ["summary", "runbook"], "properties": {
+                       "summary": _STR, "runbook": {"type": "string", "pattern": "^docs/RUNBOOK\\.md#[a-z0-9-]+$"}}}},
+}
+_RECORD_RULE = {"type": "object", "additionalProperties": False, "required": ["record", "expr"],
+                "properties": {"record": _STR, "expr": _STR, "labels": {"type": "object"}}}
+_RULES_SPEC = {
+    "type": "object", "additionalProperties": False, "required": ["groups"],
+    "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "additionalProperties": False, "required": ["name", "rules"],
+        "properties": {"name": _STR, "interval": _STR,
+                       "rules": {"type": "array", "minItems": 1, "items": {"oneOf": [_ALERT_RULE, _RECORD_RULE]}}}}}},
+}
 _METADATA = {"type": "object", "required": ["name"],
              "properties": {"name": _STR, "namespace": _STR, "labels": {"type": "object"},
                             "annotations": {"type": "object"}}}
@@ -65,6 +85,10 @@ CUSTOM_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("cert-manager.io/v1", "ClusterIssuer"): {
         "type": "object", "additionalProperties": False, "required": ["apiVersion", "kind", "metadata", "spec"],
         "properties": {"apiVersion": _STR, "kind": _STR, "metadata": _METADATA, "spec": _ISSUER_SPEC}},
+    ("monitoring.coreos.com/v1", "PrometheusRule"): {
+        "type": "object", "additionalProperties": False, "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {"apiVersion": _STR, "kind": _STR, "metadata": _METADATA | {"required": ["name", "namespace"]},
+                       "spec": _RULES_SPEC}},
 }
 
 

@@ -95,8 +95,8 @@ def _patterns(words: tuple[str, ...]) -> str:
 
 
 def install_script(who: str, packages: list[str], timeout: int, attempts: int, update_attempts: int,
-                   update_timeout: int = 120, stamp: str = APT_UPDATE_STAMP) -> str:
-    pkgs = " ".join(shlex.quote(p) for p in packages)
+                   update_timeout: int = 120, stamp: str = APT_UPDATE_STAMP, recommends: bool = True) -> str:
+    pkgs = ("" if recommends else "--no-install-recommends ") + " ".join(shlex.quote(p) for p in packages)
     return "\n".join([
         _preamble(who, update_timeout, stamp),
         "refreshed=0; n=0",

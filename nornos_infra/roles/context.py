@@ -19,6 +19,8 @@ from pyinfra.context import host
 from nornos_infra import secrets as env_secrets
 from nornos_infra.inventory.model import ROLE_DEFAULTS
 from nornos_infra.kube.generated import Endpoints
+from nornos_infra.monitoring.scrape import Monitored
+from nornos_infra.vocabulary import GROUP_OF_ROLE
 
 P = ParamSpec("P")
 
@@ -35,6 +37,7 @@ class DeployContext:
     secrets_dir: str
     age_key_file: str
     groups: dict[str, list[str]] = field(default_factory=dict)  # group -> private IPs, in inventory order
+    monitored: tuple[Monitored, ...] = ()  # every host, for Prometheus's scrape jobs
 
     @cached_property
     def secrets(self) -> env_secrets.Secrets:
@@ -45,7 +48,7 @@ class DeployContext:
     def endpoints(self) -> Endpoints:
         """Where the apps reach their data services: the first host of each group."""
         return Endpoints(postgres_host=next(iter(self.groups.get("postgres", [])), ""),
-                         redis_host=next(iter(self.groups.get("redis", [])), ""))
+                         redis_host=next(iter(self.groups.get("redis", [])), ""), monitored=self.monitored)
 
 
 _CONTEXTS: dict[tuple[str, str, str], DeployContext] = {}
@@ -61,5 +64,7 @@ def current() -> DeployContext:
     if key not in _CONTEXTS:
         groups = {group: [str(member.data.get("private_ip") or "") for member in host.inventory.get_group(group, [])]
                   for group in ("postgres", "redis")}
-        _CONTEXTS[key] = DeployContext(*key, groups=groups)
+        monitored = tuple(Monitored(member.name, role, str(member.data.get("private_ip") or ""))
+                          for role, group in GROUP_OF_ROLE.items() for member in host.inventory.get_group(group, []))
+        _CONTEXTS[key] = DeployContext(*key, groups=groups, monitored=monitored)
     return _CONTEXTS[key]

@@ -26,8 +26,10 @@ from pyinfra.operations import files, postgres, systemd
 from nornos_infra.roles import context
 from nornos_infra.roles.ops import apt_packages, apt_update, secret_file
 from nornos_infra.roles.redis import MONITOR_USER as REDIS_MONITOR_USER
+from nornos_infra.vocabulary import NODE_EXPORTER_PORT as NODE_PORT
+from nornos_infra.vocabulary import POSTGRES_EXPORTER_PORT as POSTGRES_PORT
+from nornos_infra.vocabulary import REDIS_EXPORTER_PORT as REDIS_PORT
 
-NODE_PORT, POSTGRES_PORT, REDIS_PORT = 9100, 9187, 9121
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's; the backup scripts write here
 PG_ROLE = "prometheus"  # the exporter's system user: peer authentication maps it to this role
 QUERIES = "/etc/prometheus-postgres-exporter/nornos-queries.yaml"
@@ -87,7 +89,8 @@ def _private_ip() -> str:
 def node_exporter() -> None:
     address = _private_ip()
     apt_update(name="Update apt lists", cache_time=6 * 3600)
-    apt_packages(name="Install the node exporter", packages=["prometheus-node-exporter"])
+    # without its recommended collectors package (timers for apt and SMART statistics, smartmontools)
+    apt_packages(name="Install the node exporter", packages=["prometheus-node-exporter"], recommends=False)
     files.directory(name="node exporter: the textfile collector's directory", path=TEXTFILE_DIR, mode="755")
     settings = files.put(name="node exporter: private address, textfile collector", dest=(
         "/etc/default/prometheus-node-exporter"), mode="644", src=StringIO(

@@ -79,7 +79,7 @@ def apt_update(cache_time: int = 6 * 3600, timeout: int = 120,
 
 @operation()
 def apt_packages(packages: list[str], timeout: int = 900, attempts: int = 10,
-                 update_attempts: int = UPDATE_ATTEMPTS) -> Generator[Any, None, None]:
+                 update_attempts: int = UPDATE_ATTEMPTS, recommends: bool = True) -> Generator[Any, None, None]:
     """``apt-get install`` of the packages not installed yet, retried within a budget: lock
     waits and failed downloads are tried again; "no installation candidate" refreshes the lists
     once (``apt_update``'s way) and tries again; anything else fails at once, with apt's words.
@@ -89,4 +89,5 @@ def apt_packages(packages: list[str], timeout: int = 900, attempts: int = 10,
     if not missing:
         host.noop(f"installed: {', '.join(packages)}")
         return
-    yield StringCommand(aptsh.install_script(_who(), missing, timeout, attempts, update_attempts))
+    yield StringCommand(aptsh.install_script(_who(), missing, timeout, attempts, update_attempts,
+                                             recommends=recommends))

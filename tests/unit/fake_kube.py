@@ -119,7 +119,8 @@ class State:
     psa_exempt: tuple[str, ...] = ("kube-system",)
     # what helm-controller would install when a HelmChart is applied: chart name -> CRD kinds it brings
     charts: dict[str, list[tuple[str, str, str, str, bool]]] = field(default_factory=lambda: {
-        "cert-manager": [("cert-manager.io", "v1", "clusterissuers", "ClusterIssuer", False)]})
+        "cert-manager": [("cert-manager.io", "v1", "clusterissuers", "ClusterIssuer", False)],
+        "kube-prometheus-stack": [("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule", True)]})
     # evictions (fake_kube_nodes.py): an evicted pod a controller owns comes back on another node;
     # with terminating_gets > 0 it stays (terminating) for that many GETs before it is gone
     reschedule: bool = True

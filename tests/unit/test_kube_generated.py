@@ -9,10 +9,12 @@ import base64
 from typing import Any
 
 import pytest
+import yaml
 
 from nornos_infra.errors import UserError
 from nornos_infra.kube import generated
 from nornos_infra.kube.generated import Endpoints, generated_secrets, referenced_secrets
+from nornos_infra.monitoring.scrape import Monitored
 
 VALUES = {
     "hcloud_token": "tok-123",
@@ -20,6 +22,8 @@ VALUES = {
     "redis_password": "r/p@ss:w?rd",
     "object_storage_access_key": "AK",
     "object_storage_secret_key": "SK",
+    "grafana_admin_password": "graf-pw",
+    "slack_webhook_url": "https://hooks.slack.com/services/T0/B0/xyz",
     **{generated.db_key(app): f"pw-{app}" for app in generated.DB_APPS},
 }
 VALUES[generated.db_key("patient-app")] = "p@ss/w:rd?#%"
@@ -46,7 +50,7 @@ def test_every_secret_and_its_values() -> None:
     assert got[("nornos", "shared-data-server-object-storage")] == {
         "endpoint": "https://fsn1.your-objectstorage.com", "bucket": "nornos-staging-shared-data-server",
         "access-key-id": "AK", "secret-access-key": "SK"}
-    assert len(objs) == len(got) == 2 + 5 + 5 + 1
+    assert len(objs) == len(got) == 2 + 5 + 5 + 1 + 3
     for o in objs:
         assert (o["apiVersion"], o["kind"], o["type"]) == ("v1", "Secret", "Opaque")
         assert o["metadata"]["labels"] == {"nornos.io/generated": "true"}
@@ -100,3 +104,36 @@ def test_references_from_every_place_a_pod_names_a_secret() -> None:
         ("", "bare"),
     }
     assert referenced_secrets([]) == set()
+
+
+HOSTS = (Monitored("nornos-staging-redis-1", "redis", "10.1.1.6"),
+         Monitored("nornos-staging-control-plane-1", "k3s_server", "10.1.1.2"),
+         Monitored("nornos-staging-postgres-1", "postgres", "10.1.1.5"))
+
+
+def test_the_monitoring_secrets() -> None:
+    """Grafana's admin from the secrets; Alertmanager to Slack with the env's webhook; the scrape jobs
+    of the hosts' exporters from the inventory, each target labelled with its host."""
+    got = by_name(generated_secrets("staging", VALUES, Endpoints("10.1.1.5", "10.1.1.6", monitored=HOSTS)))
+    assert got[("monitoring", "grafana-admin")] == {"admin-user": "admin", "admin-password": "graf-pw"}
+    alertmanager = yaml.safe_load(got[("monitoring", "alertmanager-nornos")]["alertmanager.yaml"])
+    assert alertmanager["route"]["receiver"] == "slack"
+    assert alertmanager["receivers"][0]["slack_configs"][0]["api_url"] == VALUES["slack_webhook_url"]
+    assert "nornos staging" in alertmanager["receivers"][0]["slack_configs"][0]["title"]
+    jobs = yaml.safe_load(got[("monitoring", "nornos-scrape-configs")]["scrape-configs.yaml"])
+    assert [(j["job_name"], [(c["targets"], c["labels"]["host"]) for c in j["static_configs"]]) for j in jobs] == [
+        ("node", [(["10.1.1.2:9100"], "nornos-staging-control-plane-1"),
+                  (["10.1.1.5:9100"], "nornos-staging-postgres-1"), (["10.1.1.6:9100"], "nornos-staging-redis-1")]),
+        ("postgres", [(["10.1.1.5:9187"], "nornos-staging-postgres-1")]),
+        ("redis", [(["10.1.1.6:9121"], "nornos-staging-redis-1")])]
+    assert jobs[0]["static_configs"][1]["labels"] == {"host": "nornos-staging-postgres-1", "role": "postgres",
+                                                       "env": "staging"}
+
+
+def test_without_a_webhook_alerts_reach_no_one_and_the_secret_says_so() -> None:
+    objs = generated_secrets("dev", {**VALUES, "slack_webhook_url": ""}, Endpoints("a", "b"))
+    secret = next(o for o in objs if o["metadata"]["name"] == "alertmanager-nornos")
+    assert "NO slack_webhook_url in the secrets: alerts reach no one" in secret["metadata"]["annotations"][
+        "nornos.io/purpose"]
+    config = yaml.safe_load(base64.b64decode(secret["data"]["alertmanager.yaml"]))
+    assert config["route"]["receiver"] == "nowhere" and config["receivers"] == [{"name": "nowhere"}]
