@@ -751,6 +751,49 @@ def test_the_reachability_summary_matches_the_design(deployed: Env) -> None:
     assert "UNEXPECTED" not in proc.stdout and "probes as designed" in proc.stdout
 
 
+def test_prometheus_and_alertmanager_page_slack_for_the_data_hosts(deployed: Env) -> None:
+    """Issue 14 on real machines, no Kubernetes: Prometheus and Alertmanager (Debian's) on a k3s
+    node, with the generated scrape jobs, the manifests' rules and the generated Alertmanager
+    configuration, scrape the exporters over the private network and page a Slack listener on this
+    machine: a failed backup fires BackupFailed, a stopped PostgreSQL PostgresDown, and both resolve."""
+    from tests.e2e import monitoring_stack
+
+    node = "nornos-dev-workers-1"
+    hosts = inventory.load(deployed.work / "inv" / "dev.py").hosts()
+    slack = monitoring_stack.SlackListener("198.51.100.1")  # this machine, seen from the servers
+    settings = "/etc/nornos/backup.env"
+    original = deployed.on(PG, f"base64 -w0 {settings}")
+    try:
+        monitoring_stack.configure(lambda command: deployed.on(node, command), deployed.work / "inv" / "dev.py",
+                                   slack.url, deployed.work)
+        # node on every host, postgres and redis on theirs
+        health = monitoring_stack.targets_up(lambda command: deployed.on(node, command), len(hosts) + 2)
+        assert health[f"postgres/{PG}"] == "up" and health[f"redis/{REDIS}"] == "up"
+        assert slack.titles() == [], "nothing fires on a healthy platform"
+
+        # a failed upload: the offsite job fails, BackupFailed pages at once; fixed, it resolves
+        deployed.on(PG, f"sed -i \"s|^S3_SECRET_KEY=.*|S3_SECRET_KEY='{'x' * 40}'|\" {settings}")
+        assert _as_cron(deployed, "nornos-backup").returncode != 0
+        assert slack.wait_for("[FIRING] nornos dev: BackupFailed on nornos-dev-postgres-1", 120)
+        deployed.on(PG, f"echo {original} | base64 -d > {settings}")
+        assert _as_cron(deployed, "nornos-backup").returncode == 0
+        assert slack.wait_for("[RESOLVED] nornos dev: BackupFailed on nornos-dev-postgres-1", 120)
+        text = json.dumps(slack.messages)
+        assert "The last postgres_offsite backup on nornos-dev-postgres-1 failed" in text
+        assert "runbook: docs/RUNBOOK.md#backupfailed" in text
+
+        # PostgreSQL stopped: PostgresDown after its two minutes; started again, resolved
+        deployed.on(PG, "systemctl stop postgresql")
+        assert slack.wait_for("[FIRING] nornos dev: PostgresDown on nornos-dev-postgres-1", 300)
+        deployed.on(PG, "systemctl start postgresql")
+        assert slack.wait_for("[RESOLVED] nornos dev: PostgresDown on nornos-dev-postgres-1", 180)
+        assert not [t for t in slack.titles() if "HostDown" in t], "the host itself never stopped answering"
+    finally:
+        deployed.on(PG, f"echo {original} | base64 -d > {settings}; systemctl start postgresql")
+        deployed.on(node, "systemctl disable --now prometheus prometheus-alertmanager >/dev/null 2>&1 || true")
+        slack.close()
+
+
 def test_k3s_install_path_with_a_stand_in_binary(deployed: Env) -> None:
     # no k3s binary can be had offline: a stand-in of the env's release (tests/e2e/k3s_stand_in.py),
     # its checksum pinned in the pyinfra process only; everything around it is real
