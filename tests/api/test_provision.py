@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from nornos_infra import host_keys
+from nornos_infra.inventory import load as load_inventory
 from tests.conftest import TIME_SCALE, TOKEN, LocalCloud
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,6 +116,13 @@ def test_dev_from_nothing_then_nothing_to_do(prov: Provisioner) -> None:
                                              if srv["labels"]["nornos.io/role"] == role)
     inventory = (prov.inv_dir / "dev.py").read_text()
     assert "nornos-dev-postgres-1" in inventory and "k3s_servers" in inventory
+    # the addresses the deploys use are the API's own: each server's public IPv4, the LB's
+    loaded = load_inventory(prov.inv_dir / "dev.py")
+    for host in loaded.hosts():
+        public = servers[host.name]["public_net"]["ipv4"]["ip"]
+        assert (host.data["public_ipv4"], host.data["ssh_hostname"]) == (public, public)
+        assert host.data["private_ip"] == servers[host.name]["private_net"][0]["ip"]
+    assert loaded.shared["lb_public_ipv4"] == lb["public_net"]["ipv4"]["ip"]
 
     prov.clear_log()
     again = ok(prov.run("dev"))
