@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -323,6 +324,22 @@ def test_runs_through_injected_api_faults(prov: Provisioner) -> None:
     })
     ok(prov.run("dev"))
     prov.lc.side("PUT", "faults", {})
+    _assert_converged(prov)
+
+
+def test_creates_whose_reply_was_lost_are_adopted(prov: Provisioner) -> None:
+    """The API made the resource but the reply never came back (the connection dropped after the
+    commit): the retried create is a uniqueness_error, and provision.py adopts what was made, once."""
+    prov.write_env("dev")
+    prov.lc.side("PUT", "faults", {"drops": [
+        {"method": "POST", "path": path, "times": 1, "after": True}
+        # (not POST /ssh_keys: the write-permission probe sends one first, and a lost probe is a failed run)
+        for path in ("/servers", "/volumes", "/networks", "/firewalls", "/load_balancers")]})
+    done = ok(prov.run("dev"))
+    prov.lc.side("PUT", "faults", {})
+    for kind, name in (("server", "nornos-dev-"), ("volume", "nornos-dev-"), ("network", "nornos-dev"),
+                       ("firewall", "nornos-dev-"), ("load_balancer", "nornos-dev")):
+        assert re.search(rf"adopted existing {kind} {name}\S* \(id \d+\)", done.stdout + done.stderr), kind
     _assert_converged(prov)
 
 
