@@ -348,6 +348,10 @@ def test_failed_action_stops_cleanly_and_rerun_converges(prov: Provisioner) -> N
     prov.lc.side("PUT", "faults", {"actions": {"create_volume": 1.0}})
     failed = prov.run("dev")
     assert failed.returncode == 1 and "create_volume failed" in failed.stderr and "Traceback" not in failed.stderr
+    # said where it happened, as it happened, then summed up
+    assert ("failed: create volume nornos-dev-postgres-data: create_volume failed: create_volume failed (injected "
+            "fault) (action_failed)") in failed.stderr
+    assert failed.stderr.rstrip().endswith("error: 1 change(s) failed, 18 done; run again to converge")
     prov.lc.side("PUT", "faults", {})
     ok(prov.run("dev", "--yes"))
     _assert_converged(prov)
