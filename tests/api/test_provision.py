@@ -211,6 +211,24 @@ def test_destroy_removes_everything_including_cluster_made_resources(prov: Provi
     assert not (prov.inv_dir / "dev.py").exists()
 
 
+def test_a_failed_delete_stops_the_later_waves(prov: Provisioner) -> None:
+    """Deletes go in waves (load balancers and volumes, then servers, then what servers use): when
+    one fails, nothing of a later wave is deleted, so no server loses its volume half-way."""
+    prov.write_env("dev")
+    ok(prov.run("dev"))
+    prov.lc.side("PUT", "faults", {"errors": [{"method": "DELETE", "path": "/volumes/*", "code": "forbidden",
+                                               "times": 1}]})
+    failed = prov.run("dev", "--destroy", "--yes")
+    prov.lc.side("PUT", "faults", {})
+    assert failed.returncode == 1 and "failed: delete volume nornos-dev-postgres-data" in failed.stderr
+    assert len(prov.resources("server")) == 6 and len(prov.resources("network")) == 1
+    assert len(prov.resources("volume")) == 1
+    assert not [line for line in failed.stderr.splitlines() if "deleting server" in line or "deleting network" in line]
+    ok(prov.run("dev", "--destroy", "--yes"))
+    for kind in ("server", "volume", "network", "firewall", "placement_group", "ssh_key", "load_balancer"):
+        assert prov.resources(kind) == [], kind
+
+
 def test_production_is_protected(prov: Provisioner) -> None:
     prov.write_env("production")
     ok(prov.run("production"))
