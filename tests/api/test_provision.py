@@ -201,6 +201,13 @@ def test_destroy_removes_everything_including_cluster_made_resources(prov: Provi
         "name": "someone-else", "load_balancer_type": "lb11", "location": "fsn1"}).raise_for_status()
     requests.post(f"{prov.lc.endpoint}/volumes", headers=headers, timeout=10, json={
         "name": "someone-elses-data", "size": 10, "location": "fsn1"}).raise_for_status()
+    # each of ours once (never counted again among the cluster's leftovers), the cluster's, nobody else's
+    dry = ok(prov.run("dev", "--destroy", "--dry-run")).stdout
+    deleted = re.findall(r"^ +- (?:ssh key|network|firewall|placement group|server|volume|load balancer) (\S+)",
+                         dry, re.M)
+    assert len(deleted) == len(set(deleted)) == 21 and "Plan: 21 to delete (0 unchanged)." in dry
+    assert {"a1b2c3", "pvc-1234", "nornos-dev", "nornos-dev-postgres-data"} <= set(deleted)
+    assert "someone-else" not in deleted and "someone-elses-data" not in deleted
     ok(prov.run("dev", "--destroy", "--yes"))
     for kind in ("server", "volume", "network", "firewall", "placement_group", "ssh_key", "load_balancer"):
         assert prov.resources(kind) == [], kind
