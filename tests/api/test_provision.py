@@ -203,11 +203,12 @@ def test_destroy_removes_everything_including_cluster_made_resources(prov: Provi
         "name": "someone-elses-data", "size": 10, "location": "fsn1"}).raise_for_status()
     # each of ours once (never counted again among the cluster's leftovers), the cluster's, nobody else's
     dry = ok(prov.run("dev", "--destroy", "--dry-run")).stdout
-    deleted = re.findall(r"^ +- (?:ssh key|network|firewall|placement group|server|volume|load balancer) (\S+)",
+    deleted = re.findall(r"^ +- (ssh key|network|firewall|placement group|server|volume|load balancer) (\S+)",
                          dry, re.M)
     assert len(deleted) == len(set(deleted)) == 21 and "Plan: 21 to delete (0 unchanged)." in dry
-    assert {"a1b2c3", "pvc-1234", "nornos-dev", "nornos-dev-postgres-data"} <= set(deleted)
-    assert "someone-else" not in deleted and "someone-elses-data" not in deleted
+    assert {("load balancer", "a1b2c3"), ("load balancer", "nornos-dev"), ("volume", "pvc-1234"),
+            ("volume", "nornos-dev-postgres-data")} <= set(deleted)
+    assert not {name for _, name in deleted} & {"someone-else", "someone-elses-data"}
     ok(prov.run("dev", "--destroy", "--yes"))
     for kind in ("server", "volume", "network", "firewall", "placement_group", "ssh_key", "load_balancer"):
         assert prov.resources(kind) == [], kind
