@@ -184,7 +184,11 @@ def test_destroy_removes_everything_including_cluster_made_resources(prov: Provi
     import requests
 
     prov.write_env("dev")
-    ok(prov.run("dev"))
+    made = ok(prov.run("dev"))
+    # what is deleted costs what was made: each of our resources counted once
+    built = re.search(r"Monthly cost: €0\.00 -> (€[\d.]+)", made.stdout)
+    assert built is not None
+    assert f"Monthly cost: {built.group(1)} -> €0.00" in ok(prov.run("dev", "--destroy", "--dry-run")).stdout
     network = prov.resources("network")[0]
     headers = {"Authorization": f"Bearer {TOKEN}"}
     # what the cloud controller would create for a Service of type LoadBalancer: its own labels
