@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,29 @@ def test_drift_is_reported_and_repaired(prov: Provisioner) -> None:
     fw = next(f for f in prov.resources("firewall") if f["name"] == "nornos-dev-postgres")
     assert fw["rules"] == intended  # the stray rule gone and the intended one still there (not "no rules")
     assert prov.run("dev", "--check").returncode == 0
+
+
+def test_a_server_also_on_someone_elses_network_keeps_its_address_on_ours(prov: Provisioner) -> None:
+    import requests
+
+    prov.write_env("dev")
+    ok(prov.run("dev"))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    foreign = requests.post(f"{prov.lc.endpoint}/networks", headers=headers, timeout=10, json={
+        "name": "someone-elses-net", "ip_range": "10.9.0.0/16",
+        "subnets": [{"type": "cloud", "network_zone": "eu-central", "ip_range": "10.9.1.0/24"}]})
+    foreign.raise_for_status()
+    worker = next(s for s in prov.resources("server") if s["name"] == "nornos-dev-workers-1")
+    requests.post(f"{prov.lc.endpoint}/servers/{worker['id']}/actions/attach_to_network", headers=headers, timeout=10,
+                  json={"network": foreign.json()["network"]["id"]}).raise_for_status()
+    deadline = time.monotonic() + 30
+    while len(next(s for s in prov.resources("server") if s["id"] == worker["id"])["private_net"]) < 2:
+        assert time.monotonic() < deadline, "the attach action never finished"
+        time.sleep(0.1)
+    ours = next(n["ip"] for n in worker["private_net"])
+    ok(prov.run("dev"))
+    host = load_inventory(prov.inv_dir / "dev.py").host("nornos-dev-workers-1")
+    assert host.data["private_ip"] == ours
 
 
 def test_destroy_removes_everything_including_cluster_made_resources(prov: Provisioner) -> None:
