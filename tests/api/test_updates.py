@@ -380,6 +380,15 @@ def test_load_balancer_targets_repaired(prov: Provisioner, dev: dict[str, Any]) 
         "label_selector", selector, True)
 
 
+def test_load_balancer_ip_target_added_by_hand_is_removed(prov: Provisioner, dev: dict[str, Any]) -> None:
+    lb = one(prov, "load_balancer", "nornos-dev")
+    base = f"/load_balancers/{lb['id']}/actions"
+    api(prov, "POST", f"{base}/add_target", {"type": "ip", "ip": {"ip": "203.0.113.50"}})
+    plan_apply_converge(prov, ["~ load balancer nornos-dev remove target ip 203.0.113.50"],
+                        [("POST", f"{base}/remove_target")])
+    assert [t["type"] for t in one(prov, "load_balancer", "nornos-dev")["targets"]] == ["label_selector"]
+
+
 def test_a_resource_made_by_hand_under_our_name_is_adopted_not_its_neighbour(prov: Provisioner) -> None:
     """The create answers uniqueness_error: the resource of that exact name is adopted (labelled),
     never another one the list happens to hold first."""
