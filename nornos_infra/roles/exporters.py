@@ -34,9 +34,20 @@ TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's; the backup scrip
 PG_ROLE = "prometheus"  # the exporter's system user: peer authentication maps it to this role
 QUERIES = "/etc/prometheus-postgres-exporter/nornos-queries.yaml"
 
-# WAL archiving (pgBackRest's archive_command): how many segments went and failed, and how long ago
+# WAL archiving (pgBackRest's archive_command): how many segments went and failed, and how long ago;
+# connections against max_connections (read here, not from the exporter's settings metrics)
 ARCHIVER_QUERIES = """\
-# managed by nornos-infra: WAL archiving, for the WalArchivingFailing alert
+# managed by nornos-infra: for the WalArchivingFailing and PostgresConnectionsNearLimit alerts
+pg_connections:
+  query: >-
+    SELECT count(*) AS used, current_setting('max_connections')::int AS max FROM pg_stat_activity
+  metrics:
+    - used:
+        usage: GAUGE
+        description: connections open now (every backend, idle ones included)
+    - max:
+        usage: GAUGE
+        description: the server's max_connections
 pg_archiver:
   query: >-
     SELECT archived_count, failed_count,

@@ -22,8 +22,10 @@ from nornos_infra import inventory
 from nornos_infra.monitoring import alerting, rules, scrape
 from nornos_infra.vocabulary import GROUP_OF_ROLE
 
-INSTALL = ("for i in 1 2 3; do DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
-           "prometheus prometheus-alertmanager >/dev/null 2>&1 && exit 0; sleep 3; done; exit 1")
+# (the lock waited for: a fresh machine's daily apt jobs may hold it)
+INSTALL = ("for i in 1 2 3; do out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 "
+           "--no-install-recommends prometheus prometheus-alertmanager 2>&1) && echo installed && exit 0; sleep 5; "
+           "done; echo \"$out\" | tail -n 15")
 
 
 class SlackListener:
@@ -71,7 +73,8 @@ def monitored(inventory_file: Path) -> list[scrape.Monitored]:
 
 def configure(on: Callable[[str], str], inventory_file: Path, webhook: str, work: Path) -> None:
     """Install and start Prometheus and Alertmanager where ``on`` runs commands (as root)."""
-    assert on(INSTALL + " && echo installed") == "installed"
+    installed = on(INSTALL)
+    assert installed.endswith("installed"), installed
     prometheus = {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
         "rule_files": ["/etc/prometheus/nornos-rules.yaml"],
