@@ -271,6 +271,10 @@ def test_production_is_protected(prov: Provisioner) -> None:
     servers = prov.resources("server", "production")
     assert len(servers) == 12
     assert all(s["protection"] == {"delete": True, "rebuild": True} for s in servers)
+    # and everything else that can be protected: the volume, the network, the load balancer
+    for kind in ("volume", "network", "load_balancer"):
+        made = prov.resources(kind, "production")
+        assert made and all(r["protection"] == {"delete": True} for r in made), kind
     prov.clear_log()
     refused = prov.run("production", "--destroy", "--yes")
     assert refused.returncode == 1 and "--force" in refused.stderr
