@@ -33,7 +33,7 @@ from rich.table import Table
 from nornos_infra import inventory
 from nornos_infra.errors import UserError
 from nornos_infra.ssh_access import SshAccess
-from nornos_infra.vocabulary import GROUPS
+from nornos_infra.vocabulary import GROUPS, NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 
 SERVICES = {
     "k3s_servers": ("ssh", "nftables", "prometheus-node-exporter", "k3s"),
@@ -42,7 +42,8 @@ SERVICES = {
     "redis": ("ssh", "nftables", "prometheus-node-exporter", "redis-server", "prometheus-redis-exporter", "cron"),
 }
 # what Prometheus (on the k3s nodes) reads on every host, and on the data hosts
-EXPORTERS = {"node exporter": 9100, "postgres exporter": 9187, "redis exporter": 9121}
+EXPORTERS = {"node exporter": NODE_EXPORTER_PORT, "postgres exporter": POSTGRES_EXPORTER_PORT,
+             "redis exporter": REDIS_EXPORTER_PORT}
 PROBE_TIMEOUT = 3
 HERE = "this machine"
 
@@ -90,7 +91,7 @@ def plan(hosts: list[Host], lb_ip: str | None = None, lb_ports: Iterable[int] = 
                    for p in by_group["postgres"]]
     data_hosts = by_group["postgres"] + by_group["redis"]
     for target in hosts:
-        ports = [("node exporter", 9100)] + [(name, EXPORTERS[name]) for group, name in
+        ports = [("node exporter", NODE_EXPORTER_PORT)] + [(name, EXPORTERS[name]) for group, name in
                                               (("postgres", "postgres exporter"), ("redis", "redis exporter"))
                                               if target.group == group]
         for name, port in ports:
