@@ -12,7 +12,7 @@ from typing import Any
 
 from nornos_infra.vocabulary import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 
-SCRAPE_INTERVAL = "30s"
+SCRAPE_INTERVAL, SCRAPE_TIMEOUT = "30s", "10s"
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,15 @@ class Monitored:
     private_ip: str
 
 
-def scrape_configs(env: str, hosts: list[Monitored], interval: str = SCRAPE_INTERVAL) -> list[dict[str, Any]]:
-    """The ``scrape_configs`` entries (Prometheus's format), in a stable order."""
+def scrape_configs(env: str, hosts: list[Monitored], interval: str = SCRAPE_INTERVAL,
+                   timeout: str = SCRAPE_TIMEOUT) -> list[dict[str, Any]]:
+    """The ``scrape_configs`` entries (Prometheus's format), in a stable order; ``timeout`` must
+    not exceed ``interval`` (Prometheus refuses the file)."""
     ordered = sorted(hosts, key=lambda h: h.name)
 
     def job(name: str, port: int, members: list[Monitored]) -> dict[str, Any]:
         return {
-            "job_name": name, "scrape_interval": interval, "scrape_timeout": "10s",
+            "job_name": name, "scrape_interval": interval, "scrape_timeout": timeout,
             "static_configs": [{"targets": [f"{h.private_ip}:{port}"],
                                 "labels": {"host": h.name, "role": h.role, "env": env}} for h in members],
         }

@@ -79,7 +79,7 @@ def configure(on: Callable[[str], str], inventory_file: Path, webhook: str, work
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
         "rule_files": ["/etc/prometheus/nornos-rules.yaml"],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:9093"]}]}]},
-        "scrape_configs": scrape.scrape_configs("dev", monitored(inventory_file), interval="5s"),
+        "scrape_configs": scrape.scrape_configs("dev", monitored(inventory_file), interval="5s", timeout="4s"),
     }
     manager = alerting.alertmanager_config("dev", webhook, alerting.Timing(group_wait="5s", group_interval="10s",
                                                                           repeat_interval="1h"))

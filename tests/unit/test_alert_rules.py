@@ -118,3 +118,19 @@ def test_a_dead_host_pages_once(tmp_path: Path) -> None:
     inhibit = alerting.alertmanager_config("dev", "x")["inhibit_rules"][0]
     assert inhibit == {"source_matchers": ['alertname = "HostDown"'], "target_matchers": ['alertname != "HostDown"'],
                        "equal": ["host"]}
+
+
+def test_the_generated_scrape_jobs_are_a_valid_prometheus_configuration(tmp_path: Path) -> None:
+    from nornos_infra.monitoring.scrape import Monitored, scrape_configs
+
+    hosts = [Monitored("nornos-dev-postgres-1", "postgres", "10.0.1.3"),
+             Monitored("nornos-dev-redis-1", "redis", "10.0.1.4"),
+             Monitored("nornos-dev-workers-1", "k3s_agent", "10.0.1.5")]
+    rules.write_rule_file(tmp_path / "nornos-rules.yaml")
+    for interval, timeout in (("30s", "10s"), ("5s", "4s")):  # the cluster's, and the e2e test's
+        config = tmp_path / "prometheus.yml"
+        config.write_text(yaml.safe_dump({"rule_files": ["nornos-rules.yaml"],
+                                          "scrape_configs": scrape_configs("dev", hosts, interval, timeout)}))
+        proc = subprocess.run([tool("promtool"), "check", "config", str(config)], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
