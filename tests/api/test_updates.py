@@ -389,6 +389,24 @@ def test_load_balancer_ip_target_added_by_hand_is_removed(prov: Provisioner, dev
     assert [t["type"] for t in one(prov, "load_balancer", "nornos-dev")["targets"]] == ["label_selector"]
 
 
+def test_a_new_image_or_a_server_out_of_its_placement_group_is_said_not_done(prov: Provisioner,
+                                                                             dev: dict[str, Any]) -> None:
+    """Rebuilding a server or moving it between placement groups would stop it: the plan says so and
+    changes nothing."""
+    worker = one(prov, "server", "nornos-dev-workers-1")
+    api(prov, "POST", f"/servers/{worker['id']}/actions/remove_from_placement_group", {})
+    pools = copy.deepcopy(dev["pools"])
+    pools["redis"]["image"] = "ubuntu-24.04"
+    write_env(prov, pools=pools)
+    planned = ok(prov.run("dev", "--dry-run"))
+    text = " ".join(planned.stdout.split())
+    assert ("server nornos-dev-redis-1 runs debian-12, the spec says ubuntu-24.04: existing servers are not rebuilt; "
+            "rebuild or replace it deliberately") in text
+    assert ("server nornos-dev-workers-1 is in placement group none, the spec implies nornos-dev-workers-spread-1: "
+            "moving needs a power-off, not done automatically") in text
+    assert plan_lines(planned.stdout) == [] and "no changes" in planned.stdout
+
+
 def test_a_resource_made_by_hand_under_our_name_is_adopted_not_its_neighbour(prov: Provisioner) -> None:
     """The create answers uniqueness_error: the resource of that exact name is adopted (labelled),
     never another one the list happens to hold first."""
