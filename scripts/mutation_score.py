@@ -31,6 +31,7 @@ The score per package is printed at the end; exit status 0 unless a run failed t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -208,7 +209,9 @@ mutmut_main.cli()
 def run_within(command: list[str], tree: Path, env: dict[str, str], out: Any, budget_s: float | None) -> int | None:
     """Run mutmut; past the budget, interrupt it as Ctrl-C would (it stops its workers and saves what
     it has). Returns its exit status, or None when the budget stopped it."""
-    proc = subprocess.Popen(command, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
+    # a session of its own: the workers mutmut kills at the stop never tear down their fixtures, so the
+    # localcloud servers their tests started are ended with the group
+    proc = subprocess.Popen(command, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         return proc.wait(timeout=budget_s)
     except subprocess.TimeoutExpired:
@@ -218,6 +221,8 @@ def run_within(command: list[str], tree: Path, env: dict[str, str], out: Any, bu
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         return None
 
 
