@@ -51,31 +51,14 @@ def test_an_empty_token_says_which_variable_to_set() -> None:
     assert str(err.value) == "HCLOUD_TOKEN is empty; set HCLOUD_TOKEN to the project's API token"
 
 
-def test_a_token_refused_for_writing_says_what_to_set(tmp_path: Path) -> None:
+def test_a_token_refused_for_writing_says_what_to_set() -> None:
     """The write-permission check against an API that answers 401 unauthorized (a revoked token)."""
-    import http.server
-    import threading
-
-    class Refusing(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = b'{"error": {"code": "unauthorized", "message": "unable to authenticate"}}'
-            self.send_response(401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{server.server_port}/v1"
+    server, endpoint = _answering(401, b'{"error": {"code": "unauthorized", "message": "unable to authenticate"}}')
     try:
         with pytest.raises(UserError) as err:
             Connection(token="t", endpoint=endpoint).check_write_access()
     finally:
-        server.shutdown()
+        server.shutdown()  # type: ignore[attr-defined]
     assert str(err.value) == (f"the API at {endpoint} refused the token for writing (unable to authenticate); set "
                               "HCLOUD_TOKEN to a read-write token of this project")
 
@@ -109,6 +92,8 @@ def _answering(status: int, body: bytes) -> tuple[object, str]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        do_POST = do_GET
 
         def log_message(self, *args: object) -> None:
             pass
